@@ -1,0 +1,129 @@
+"""The bus: publish / history / live delivery, one interface, two engines.
+
+`RedisBus` (broadcast/redis_bus.py) keeps each topic in a capped Redis stream
+and publishes every event on a pub/sub channel; `MemoryBus` here does the same
+inside one process for the embedded mode. Both pass tests/unit/test_bus.py.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from broadcast.events import BEFORE_FIRST, Event, cursor_key
+
+Listener = Callable[[Event], None]
+
+
+class Bus(Protocol):
+    def publish(self, topic: str, event: str, data: Any, *, ephemeral: bool = False,
+                idempotency_key: str | None = None) -> str | None:
+        """Store (unless ephemeral) and deliver; returns the event's cursor."""
+
+    def latest(self, topic: str) -> str:
+        """Cursor of the newest stored event, or "0-0" on a topic without any."""
+
+    def history(self, topic: str, since: str) -> tuple[list[Event], bool]:
+        """Stored events after `since`, oldest first, and whether that is all of them.
+
+        False means events after `since` were already trimmed: the caller must
+        not replay a partial history.
+        """
+
+    def attach(self, listener: Listener) -> None:
+        """Deliver live events of listened topics to `listener` (the hub)."""
+
+    def listen(self, topic: str) -> None:
+        """Start live delivery of `topic`; returns once it is active."""
+
+    def unlisten(self, topic: str) -> None: ...
+
+    def ping(self) -> bool: ...
+
+    def close(self) -> None: ...
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+@dataclass
+class _Topic:
+    events: deque[tuple[Event, int]] = field(default_factory=deque)
+    last: tuple[int, int] = (0, 0)
+    max_deleted: tuple[int, int] = (0, 0)
+
+
+class MemoryBus:
+    """The embedded engine: history in memory, live delivery by direct call."""
+
+    def __init__(self, min_events: int = 1000, min_seconds: int = 600) -> None:
+        self.min_events = min_events
+        self.min_ms = min_seconds * 1000
+        self._topics: dict[str, _Topic] = {}
+        self._idem: dict[str, tuple[str, float]] = {}
+        self._listeners: list[Listener] = []
+        # One lock orders id assignment and delivery, so listeners see each
+        # topic's events in cursor order even with publishers on many threads.
+        self._lock = threading.RLock()
+
+    def publish(self, topic: str, event: str, data: Any, *, ephemeral: bool = False,
+                idempotency_key: str | None = None) -> str | None:
+        with self._lock:
+            now = now_ms()
+            if idempotency_key:
+                first = self._idem.get(idempotency_key)
+                if first and first[1] > time.monotonic():
+                    return first[0]
+            if ephemeral:
+                ev = Event.build(topic, event, None, now, data)
+            else:
+                t = self._topics.setdefault(topic, _Topic())
+                ms, seq = t.last
+                key = (now, 0) if now > ms else (ms, seq + 1)
+                t.last = key
+                ev = Event.build(topic, event, f"{key[0]}-{key[1]}", now, data)
+                t.events.append((ev, now))
+                self._trim(t, now)
+                if idempotency_key:
+                    self._idem[idempotency_key] = (ev.id, time.monotonic() + 300)
+            for listener in self._listeners:
+                listener(ev)
+            return ev.id
+
+    def _trim(self, t: _Topic, now: int) -> None:
+        while len(t.events) > self.min_events and t.events[0][1] < now - self.min_ms:
+            old, _ = t.events.popleft()
+            t.max_deleted = old.key
+
+    def latest(self, topic: str) -> str:
+        t = self._topics.get(topic)
+        return f"{t.last[0]}-{t.last[1]}" if t and t.last != (0, 0) else BEFORE_FIRST
+
+    def history(self, topic: str, since: str) -> tuple[list[Event], bool]:
+        since_key = cursor_key(since)
+        with self._lock:
+            t = self._topics.get(topic)
+            if t is None:
+                return [], True
+            if since_key < t.max_deleted:
+                return [], False
+            return [ev for ev, _ in t.events if ev.key > since_key], True
+
+    def attach(self, listener: Listener) -> None:
+        self._listeners.append(listener)
+
+    def listen(self, topic: str) -> None:
+        pass  # every event reaches the listeners; the hub ignores topics nobody wants
+
+    def unlisten(self, topic: str) -> None:
+        pass
+
+    def ping(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        self._listeners.clear()

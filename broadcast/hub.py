@@ -1,0 +1,141 @@
+"""The per-process hub: local interest per topic, resume without gaps, fan-out.
+
+The bus hands every live event of a listened topic to `Hub.dispatch`; the hub
+offers it to each local connection that joined the topic. A connection that
+is joining holds live events while its replay is read, then releases them,
+deduplicated by cursor: no gap, no duplicate.
+"""
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from broadcast.bus import Bus
+from broadcast.events import Event, cursor_key
+
+
+class Connection:
+    """What the hub needs of a transport (WebSocket, SSE, long-poll)."""
+
+    transport = "unknown"
+
+    def __init__(self, user: Any) -> None:
+        self.user = user
+        self.positions: dict[str, tuple[int, int] | None] = {}
+        self.held: dict[str, list[Event]] = {}
+
+    def send_event(self, ev: Event) -> None:
+        raise NotImplementedError
+
+    def offer(self, ev: Event) -> None:
+        held = self.held.get(ev.topic)
+        if held is not None:
+            held.append(ev)
+        else:
+            self.pass_on(ev)
+
+    def pass_on(self, ev: Event) -> None:
+        key = ev.key
+        if key is not None:
+            if key <= (self.positions.get(ev.topic) or (0, 0)):
+                return  # already delivered by the replay (or an earlier copy)
+            self.positions[ev.topic] = key
+        self.send_event(ev)
+
+    @property
+    def topics(self) -> list[str]:
+        return list(self.positions)
+
+
+AckFn = Callable[[bool, str], None]
+
+
+class Hub:
+    def __init__(self, bus: Bus, on_delivered: Callable[[Event, int], None] | None = None) -> None:
+        self.bus = bus
+        self.local: dict[str, set[Connection]] = {}
+        self.connections: set[Connection] = set()
+        self._lock = threading.RLock()
+        self._on_delivered = on_delivered
+        bus.attach(self.dispatch)
+
+    def dispatch(self, ev: Event) -> None:
+        conns = self.local.get(ev.topic)
+        if not conns:
+            return
+        # Offers never block (transports only queue or write without waiting),
+        # so holding the lock here is cheap and keeps each topic's order.
+        with self._lock:
+            targets = tuple(conns)
+            for conn in targets:
+                conn.offer(ev)
+        if self._on_delivered is not None:
+            self._on_delivered(ev, len(targets))
+
+    def register(self, conn: Connection) -> None:
+        with self._lock:
+            self.connections.add(conn)
+
+    def join(self, conn: Connection, topic: str, since: str | None, ack: AckFn) -> None:
+        """Subscribe `conn` to `topic`, replaying what came after `since`.
+
+        `ack(recovered, cursor)` is called before any replayed event, as the
+        contract orders. With `since` older than the kept history nothing is
+        replayed (`recovered` False) and live delivery goes on from `cursor`.
+        Raises BadCursor for a malformed `since`.
+        """
+        if since is not None:
+            cursor_key(since)
+        if topic in conn.positions:
+            self.leave(conn, topic)
+        if since is None:
+            # "From now" is a resume from the newest event at the time of asking,
+            # so an event published while the subscription starts is not lost.
+            since = self.bus.latest(topic)
+        with self._lock:
+            conn.held[topic] = []
+            conn.positions[topic] = None
+            self.local.setdefault(topic, set()).add(conn)
+        try:
+            self.bus.listen(topic)
+            events, recovered = self.bus.history(topic, since)
+            cursor = events[-1].id if events else since
+            if not recovered:
+                cursor = self.bus.latest(topic)
+        except BaseException:
+            self.leave(conn, topic)
+            raise
+        with self._lock:
+            held = conn.held.pop(topic, None)
+            if held is None:
+                return  # left while joining
+            conn.positions[topic] = cursor_key(since if recovered else cursor)
+            ack(recovered, cursor)
+            for ev in events:
+                conn.pass_on(ev)
+            for ev in held:
+                conn.pass_on(ev)
+
+    def leave(self, conn: Connection, topic: str) -> None:
+        with self._lock:
+            conn.positions.pop(topic, None)
+            conn.held.pop(topic, None)
+            conns = self.local.get(topic)
+            if conns is None:
+                return
+            conns.discard(conn)
+            idle = not conns
+            if idle:
+                del self.local[topic]
+        if idle:
+            self.bus.unlisten(topic)
+
+    def drop(self, conn: Connection) -> None:
+        for topic in conn.topics:
+            self.leave(conn, topic)
+        with self._lock:
+            self.connections.discard(conn)
+
+    def count(self, transport: str | None = None) -> int:
+        return sum(1 for c in tuple(self.connections) if transport in (None, c.transport))

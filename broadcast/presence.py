@@ -1,0 +1,118 @@
+"""Who is online, counted over every connection of every web process.
+
+A user is online while at least one connection of theirs is open anywhere.
+The Redis engine keeps a count per user and, per process, the part of it that
+process holds; a process refreshes its lease while it lives, and any process
+that finds an expired lease subtracts the dead process's counts, so a crashed
+process never leaves its users online.
+"""
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+
+import redis
+
+_CONNECT = """
+redis.call('HINCRBY', KEYS[2], ARGV[1], 1)
+redis.call('ZADD', KEYS[3], ARGV[2], ARGV[3])
+return redis.call('HINCRBY', KEYS[1], ARGV[1], 1)
+"""
+
+_DISCONNECT = """
+if redis.call('HINCRBY', KEYS[2], ARGV[1], -1) <= 0 then redis.call('HDEL', KEYS[2], ARGV[1]) end
+local n = redis.call('HINCRBY', KEYS[1], ARGV[1], -1)
+if n <= 0 then redis.call('HDEL', KEYS[1], ARGV[1]) return 0 end
+return n
+"""
+
+# KEYS: counts, leases. ARGV: now ms, per-process key prefix.
+# Only the caller whose ZREM succeeds reaps a dead process: reaping is done once.
+_REAP = """
+local offline = {}
+for _, proc in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[1])) do
+  if redis.call('ZREM', KEYS[2], proc) == 1 then
+    local held = redis.call('HGETALL', ARGV[2] .. proc)
+    for i = 1, #held, 2 do
+      local n = redis.call('HINCRBY', KEYS[1], held[i], -tonumber(held[i + 1]))
+      if n <= 0 then
+        redis.call('HDEL', KEYS[1], held[i])
+        table.insert(offline, held[i])
+      end
+    end
+    redis.call('DEL', ARGV[2] .. proc)
+  end
+end
+return offline
+"""
+
+
+class MemoryPresence:
+    def __init__(self) -> None:
+        self.counts: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def connect(self, user_id: str) -> bool:
+        """Count a connection; True when the user just came online."""
+        with self._lock:
+            self.counts[user_id] = self.counts.get(user_id, 0) + 1
+            return self.counts[user_id] == 1
+
+    def disconnect(self, user_id: str) -> bool:
+        """Uncount a connection; True when the user just went offline."""
+        with self._lock:
+            n = self.counts.get(user_id, 0) - 1
+            if n <= 0:
+                self.counts.pop(user_id, None)
+                return True
+            self.counts[user_id] = n
+            return False
+
+    def is_online(self, user_id: str) -> bool:
+        return user_id in self.counts
+
+    def heartbeat(self) -> None:
+        pass
+
+    def reap(self) -> list[str]:
+        return []
+
+
+class RedisPresence:
+    def __init__(self, client: redis.Redis, prefix: str, ttl_seconds: int = 30,
+                 instance: str | None = None) -> None:
+        self.redis = client
+        self.ttl_ms = ttl_seconds * 1000
+        self.instance = instance or uuid.uuid4().hex
+        self.counts_key = f"{prefix}pr:counts"
+        self.leases_key = f"{prefix}pr:leases"
+        self.proc_prefix = f"{prefix}pr:proc:"
+        self._connect = client.register_script(_CONNECT)
+        self._disconnect = client.register_script(_DISCONNECT)
+        self._reap = client.register_script(_REAP)
+
+    def _keys(self) -> list[str]:
+        return [self.counts_key, self.proc_prefix + self.instance, self.leases_key]
+
+    def _expiry(self) -> int:
+        return int(time.time() * 1000) + self.ttl_ms
+
+    def connect(self, user_id: str) -> bool:
+        return int(self._connect(keys=self._keys(), args=[user_id, self._expiry(), self.instance])) == 1
+
+    def disconnect(self, user_id: str) -> bool:
+        return int(self._disconnect(keys=self._keys(), args=[user_id])) == 0
+
+    def is_online(self, user_id: str) -> bool:
+        return int(self.redis.hget(self.counts_key, user_id) or 0) > 0
+
+    def heartbeat(self) -> None:
+        """Renew this process's lease; call well within the TTL."""
+        self.redis.zadd(self.leases_key, {self.instance: self._expiry()})
+
+    def reap(self) -> list[str]:
+        """Drop the counts of processes whose lease ran out; the users that went offline."""
+        gone = self._reap(keys=[self.counts_key, self.leases_key],
+                          args=[int(time.time() * 1000), self.proc_prefix])
+        return [u.decode() if isinstance(u, bytes) else u for u in gone]

@@ -1,0 +1,236 @@
+"""The Redis engine: a capped stream per topic (history, resume) + pub/sub (live).
+
+One Lua script assigns the id, stores the event and publishes the frame, so a
+topic's stream order and live order are the same and the frame is encoded
+once, by the publisher. A process listens with one pub/sub connection on one
+greenlet, subscribing a topic while something local wants it.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+import redis
+
+from broadcast.bus import Listener, now_ms
+from broadcast.events import BEFORE_FIRST, Event, cursor_key, frame_parts
+
+log = logging.getLogger(__name__)
+
+# KEYS: stream, idempotency key ('' for none)
+# ARGV: channel, event, frame prefix, frame suffix, ephemeral, min events, min ms, now ms, idle ttl s
+_PUBLISH = """
+local idem = KEYS[2]
+if idem ~= '' then
+  local first = redis.call('GET', idem)
+  if first then return first end
+end
+if ARGV[5] == '1' then
+  redis.call('PUBLISH', ARGV[1], '\\n' .. ARGV[2] .. '\\n' .. ARGV[8] .. '\\n' .. ARGV[3] .. 'null' .. ARGV[4])
+  return false
+end
+local id = redis.call('XADD', KEYS[1], '*', 'e', ARGV[2], 'p', ARGV[3], 's', ARGV[4])
+redis.call('PUBLISH', ARGV[1], id .. '\\n' .. ARGV[2] .. '\\n' .. ARGV[8] .. '\\n' .. ARGV[3] .. '"' .. id .. '"' .. ARGV[4])
+local min = tonumber(ARGV[6])
+local n = redis.call('XLEN', KEYS[1])
+-- Keep every event that is among the newest `min` OR younger than `min ms`:
+-- trim below the older of the two bounds. Checked every 64th event only.
+if n > min and n % 64 == 0 then
+  local newest = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', min)
+  local keep = newest[#newest][1]
+  local keep_ms = tonumber(string.match(keep, '^(%d+)'))
+  local cutoff = tonumber(ARGV[8]) - tonumber(ARGV[7])
+  if cutoff < keep_ms then
+    redis.call('XTRIM', KEYS[1], 'MINID', string.format('%d', cutoff))
+  else
+    redis.call('XTRIM', KEYS[1], 'MINID', keep)
+  end
+end
+redis.call('EXPIRE', KEYS[1], ARGV[9])
+if idem ~= '' then redis.call('SET', idem, id, 'EX', 300) end
+return id
+"""
+
+# KEYS: stream. ARGV: exclusive start ('(' .. since) or '-'.
+# Returns {exists, max deleted id, entries}; atomic, so the trim point and
+# the entries agree.
+_HISTORY = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return {0, '0-0', {}} end
+local info = redis.call('XINFO', 'STREAM', KEYS[1])
+local maxdel = '0-0'
+for i = 1, #info, 2 do
+  if info[i] == 'max-deleted-entry-id' then maxdel = info[i + 1] end
+end
+return {1, maxdel, redis.call('XRANGE', KEYS[1], ARGV[1], '+')}
+"""
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+class RedisBus:
+    def __init__(self, url: str, prefix: str = "sb:", min_events: int = 1000,
+                 min_seconds: int = 600, idle_ttl: int = 86400) -> None:
+        self.redis = redis.Redis.from_url(url, health_check_interval=0)
+        self.prefix = prefix
+        self.min_events = min_events
+        self.min_ms = min_seconds * 1000
+        self.idle_ttl = idle_ttl
+        self._publish = self.redis.register_script(_PUBLISH)
+        self._history = self.redis.register_script(_HISTORY)
+        self._listeners: list[Listener] = []
+        self._wanted: dict[str, threading.Event] = {}   # topic -> subscribed
+        self._last: dict[str, str] = {}                  # topic -> newest id seen live
+        self._pubsub: redis.client.PubSub | None = None
+        self._write = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._closed = False
+
+    # keys
+    def _stream(self, topic: str) -> str:
+        return f"{self.prefix}s:{topic}"
+
+    def _channel(self, topic: str) -> str:
+        return f"{self.prefix}t:{topic}"
+
+    # publishing (any process, including Celery workers)
+    def publish(self, topic: str, event: str, data: Any, *, ephemeral: bool = False,
+                idempotency_key: str | None = None) -> str | None:
+        ts = now_ms()
+        prefix, suffix = frame_parts(topic, event, ts, data)
+        idem = f"{self.prefix}i:{idempotency_key}" if idempotency_key else ""
+        result = self._publish(
+            keys=[self._stream(topic), idem],
+            args=[self._channel(topic), event, prefix, suffix, "1" if ephemeral else "0",
+                  self.min_events, self.min_ms, ts, self.idle_ttl])
+        return _text(result) if result else None
+
+    def latest(self, topic: str) -> str:
+        newest = self.redis.xrevrange(self._stream(topic), count=1)
+        return _text(newest[0][0]) if newest else BEFORE_FIRST
+
+    def history(self, topic: str, since: str) -> tuple[list[Event], bool]:
+        since_key = cursor_key(since)
+        start = "-" if since == BEFORE_FIRST else "(" + since
+        exists, maxdel, entries = self._history(keys=[self._stream(topic)], args=[start])
+        if not exists:
+            # Never published, or expired / lost with Redis: only "before the first" is whole.
+            return [], since_key == (0, 0)
+        if since_key < cursor_key(_text(maxdel)):
+            return [], False
+        events = []
+        for raw_id, fields in entries:
+            values = {_text(fields[i]): _text(fields[i + 1]) for i in range(0, len(fields), 2)}
+            eid = _text(raw_id)
+            events.append(Event(topic, values["e"], eid, values["p"] + '"' + eid + '"' + values["s"]))
+        return events, True
+
+    # live delivery (web processes)
+    def attach(self, listener: Listener) -> None:
+        self._listeners.append(listener)
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="redis-bus", daemon=True)
+            self._thread.start()
+
+    def listen(self, topic: str, timeout: float = 10.0) -> None:
+        ready = self._wanted.get(topic)
+        if ready is None:
+            with self._write:
+                ready = self._wanted.get(topic)
+                if ready is None:
+                    ready = self._wanted[topic] = threading.Event()
+                    if self._pubsub is not None and self._pubsub.connection is not None:
+                        self._pubsub.subscribe(self._channel(topic))
+        if not ready.wait(timeout):
+            raise TimeoutError(f"no subscription to {topic} within {timeout}s")
+
+    def unlisten(self, topic: str) -> None:
+        with self._write:
+            if self._wanted.pop(topic, None) is None:
+                return
+            self._last.pop(topic, None)
+            if self._pubsub is not None and self._pubsub.connection is not None:
+                try:
+                    self._pubsub.unsubscribe(self._channel(topic))
+                except redis.RedisError:
+                    log.warning("unsubscribe %s failed; the reconnect will drop it", topic)
+
+    def _run(self) -> None:
+        backoff = 0.1
+        control = f"{self.prefix}ctl"
+        while not self._closed:
+            pubsub = self.redis.pubsub()
+            try:
+                with self._write:
+                    for ready in self._wanted.values():
+                        ready.clear()
+                    pubsub.subscribe(control, *[self._channel(t) for t in self._wanted])
+                    self._pubsub = pubsub
+                self._replay_missed()
+                backoff = 0.1
+                for message in pubsub.listen():
+                    self._on_message(message)
+                    if self._closed:
+                        return
+            except Exception:  # noqa: BLE001 - the listener must outlive any failure
+                if self._closed:
+                    return
+                log.exception("redis listener failed; reconnecting in %.1fs", backoff)
+                time.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+            finally:
+                with self._write:
+                    self._pubsub = None
+                try:
+                    pubsub.close()
+                except Exception:  # noqa: BLE001
+                    pass
+
+    def _replay_missed(self) -> None:
+        """After a reconnect, fetch from the streams what pub/sub dropped meanwhile."""
+        for topic, last in list(self._last.items()):
+            try:
+                events, _recovered = self.history(topic, last)
+            except redis.RedisError:
+                continue
+            for ev in events:
+                self._deliver(ev)
+
+    def _on_message(self, message: dict) -> None:
+        kind = _text(message["type"])
+        channel = _text(message["channel"])
+        topic = channel[len(self.prefix) + 2:]
+        if kind == "subscribe":
+            ready = self._wanted.get(topic)
+            if ready is not None:
+                ready.set()
+            return
+        if kind != "message" or not channel.startswith(self.prefix + "t:"):
+            return
+        eid, name, ts, frame = _text(message["data"]).split("\n", 3)
+        self._deliver(Event(topic, name, eid or None, frame, ts=int(ts)))
+
+    def _deliver(self, ev: Event) -> None:
+        if ev.id is not None:
+            self._last[ev.topic] = ev.id
+        for listener in self._listeners:
+            try:
+                listener(ev)
+            except Exception:  # noqa: BLE001 - one bad delivery must not stop the listener
+                log.exception("listener failed on %s %s", ev.topic, ev.name)
+
+    def ping(self) -> bool:
+        return bool(self.redis.ping())
+
+    def close(self) -> None:
+        self._closed = True
+        with self._write:
+            if self._pubsub is not None:
+                try:
+                    self._pubsub.unsubscribe()
+                except Exception:  # noqa: BLE001
+                    pass
+        self.redis.close()

@@ -1,0 +1,194 @@
+"""`GET /ws`: the WebSocket transport, one greenlet and one socket per client.
+
+The handshake and the client's frames go through wsproto; frames to the
+client are written straight to the socket: an event's frame is built once
+(`Event.ws_bytes`) and the same bytes go to every subscriber. A write that
+would block is parked in the connection's bounded outbox and drained by a
+greenlet that exists only while the outbox is non-empty, so an idle
+connection costs one greenlet and one file descriptor (flask-sock's
+simple-websocket under gevent costs two of each: DESIGN.md's trap).
+"""
+from __future__ import annotations
+
+import logging
+import socket
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+import gevent
+from wsproto import ConnectionType, WSConnection
+from wsproto.events import (BytesMessage, CloseConnection, Ping, Request, TextMessage)
+from wsproto.frame_protocol import CloseReason
+
+from broadcast.events import Event, dumps, ws_text_header
+from broadcast.hub import Connection
+from broadcast.ratelimit import TokenBucket
+
+log = logging.getLogger(__name__)
+
+PING_FRAME = b"\x89\x00"
+
+
+def text_frame(obj: Any) -> bytes:
+    payload = dumps(obj).encode()
+    return ws_text_header(len(payload)) + payload
+
+
+def close_frame(code: int, reason: str = "") -> bytes:
+    payload = code.to_bytes(2, "big") + reason.encode()[:120]
+    return bytes([0x88, len(payload)]) + payload
+
+
+def raw_socket(environ: dict) -> socket.socket | None:
+    """The client's socket, taken over from the WSGI server without dup()."""
+    sock = environ.get("gunicorn.socket")
+    if sock is not None:
+        return sock
+    wsgi_input = environ.get("wsgi.input")
+    rfile = getattr(wsgi_input, "rfile", None)
+    raw = getattr(rfile, "raw", None)
+    return getattr(raw, "_sock", None)
+
+
+class WebSocketConnection(Connection):
+    transport = "ws"
+
+    def __init__(self, user: Any, sock: socket.socket, *, outbox_limit: int,
+                 max_frame_bytes: int, rate: float, burst: int) -> None:
+        super().__init__(user)
+        self.sock = sock
+        self.outbox: deque[memoryview] = deque()
+        self.outbox_limit = outbox_limit
+        self.max_frame_bytes = max_frame_bytes
+        self.bucket = TokenBucket(rate, burst)
+        self.flushing = False
+        self.closed = False
+        self.last_seen = time.monotonic()
+
+    # writing
+    def send_event(self, ev: Event) -> None:
+        self.write(ev.ws_bytes)
+
+    def send(self, obj: Any) -> None:
+        self.write(text_frame(obj))
+
+    def write(self, data: bytes) -> None:
+        """Queue or write `data` without ever waiting: the hub calls this for every subscriber."""
+        if self.closed:
+            return
+        if self.flushing:
+            if len(self.outbox) >= self.outbox_limit:
+                self.close(1013, "outbox full, resume with since")
+                return
+            self.outbox.append(memoryview(data))
+            return
+        try:
+            sent = self.sock.send(data, 0, timeout=0.0)
+        except BlockingIOError:
+            sent = 0
+        except OSError as exc:
+            if exc.errno not in (11, 35):  # EAGAIN / EWOULDBLOCK
+                self._abort()
+                return
+            sent = 0
+        if sent < len(data):
+            self.outbox.append(memoryview(data)[sent:])
+            self.flushing = True
+            gevent.spawn(self._flush)
+
+    def _flush(self) -> None:
+        try:
+            while self.outbox:
+                chunk = self.outbox.popleft()
+                self.sock.sendall(chunk)
+        except OSError:
+            self._abort()
+        finally:
+            self.flushing = False
+
+    def close(self, code: int, reason: str = "") -> None:
+        """Send a close frame after what is being written, then end the connection."""
+        if self.closed:
+            return
+        if self.flushing:
+            # Keep the frame being written (it may be half sent) and drop the
+            # rest: the client resumes from its cursor.
+            while len(self.outbox) > 1:
+                self.outbox.pop()
+            self.outbox.append(memoryview(close_frame(code, reason)))
+            self.closed = True
+            gevent.spawn_later(5, self._abort)
+            return
+        self.write(close_frame(code, reason))
+        self.closed = True
+        gevent.spawn_later(1, self._abort)
+
+    def _abort(self) -> None:
+        self.closed = True
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+    # reading
+    def serve(self, environ: dict, on_text: Callable[["WebSocketConnection", str], None]) -> None:
+        """Finish the handshake, then read frames until the client goes away."""
+        proto = WSConnection(ConnectionType.SERVER)
+        headers = [(k[5:].replace("_", "-").lower().encode(), str(v).encode())
+                   for k, v in environ.items() if k.startswith("HTTP_")]
+        proto.initiate_upgrade_connection(headers, environ.get("PATH_INFO", "/ws"))
+        for ev in proto.events():
+            if isinstance(ev, Request):
+                from wsproto.events import AcceptConnection
+                self.sock.sendall(proto.send(AcceptConnection()))
+        parts: list[str] = []
+        size = 0
+        oversized = False
+        while not self.closed:
+            try:
+                data = self.sock.recv(65536)
+            except OSError:
+                break
+            if not data:
+                break
+            self.last_seen = time.monotonic()
+            proto.receive_data(data)
+            for ev in proto.events():
+                if isinstance(ev, TextMessage):
+                    size += len(ev.data)
+                    if size > self.max_frame_bytes:
+                        oversized = True
+                        parts.clear()
+                    elif not oversized:
+                        parts.append(ev.data)
+                    if not ev.message_finished:
+                        continue
+                    text, was_oversized = "".join(parts), oversized
+                    parts.clear()
+                    size, oversized = 0, False
+                    if not self.bucket.take():
+                        self.close(1008, "too many frames")
+                        break
+                    if was_oversized:
+                        self.send({"event": "error", "error": {
+                            "code": "frame_too_large",
+                            "message": f"frames are limited to {self.max_frame_bytes} bytes"}})
+                        continue
+                    on_text(self, text)
+                elif isinstance(ev, BytesMessage):
+                    if ev.message_finished:
+                        self.send({"event": "error", "error": {
+                            "code": "binary_not_supported", "message": "send JSON text frames"}})
+                elif isinstance(ev, Ping):
+                    self.write(proto.send(ev.response()))
+                elif isinstance(ev, CloseConnection):
+                    if not self.closed:
+                        try:
+                            self.write(proto.send(ev.response()))
+                        except Exception:  # noqa: BLE001 - the peer is gone either way
+                            pass
+                    self.closed = True
+                    break
+        self.closed = True
