@@ -1,0 +1,47 @@
+# Switchboard: `make run` (everything in one process) and `make test` (the whole suite).
+PY      ?= python3
+VENV    := .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.installed
+export PORT ?= 5000
+
+.PHONY: run test migrate up flower bench install browser services clean
+
+$(STAMP): requirements.txt
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -r requirements.txt
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/python app.py
+
+migrate: $(STAMP)
+	$(BIN)/python -m models.migrate
+
+# Distributed mode: needs REDIS_URL (and DATABASE_URL for PostgreSQL).
+up: $(STAMP)
+	@test -n "$$REDIS_URL" || (echo "set REDIS_URL (and DATABASE_URL) for the distributed mode"; exit 2)
+	$(BIN)/python -m models.migrate
+	SB_BIND_LOCAL=1 $(BIN)/honcho start -f Procfile web worker beat flower
+
+flower: $(STAMP)
+	$(BIN)/celery -A tasks flower --address=127.0.0.1 --port=5555
+
+# Chromium for the browser tests, from Debian's package.
+browser:
+	@test -x /usr/bin/chromium || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null)
+
+services:
+	@bash scripts/services.sh
+
+test: $(STAMP) browser services
+	$(BIN)/python -m pytest
+
+bench: $(STAMP)
+	cd bench && npm install --no-audit --no-fund --silent && ./run.sh
+
+clean:
+	rm -rf $(VENV) var

@@ -1,0 +1,1 @@
+"""Thin HTTP blueprints: parse, authorise, call an action, answer."""

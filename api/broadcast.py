@@ -1,0 +1,43 @@
+"""`POST /api/v1/broadcast`: publish any event to any topic (service, admin)."""
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint
+from pydantic import BaseModel, Field
+
+import broadcast
+from api.auth import require
+from api.errors import ApiError
+from api.openapi import body, responds
+from broadcast.topics import TopicError, parse_topic
+
+bp = Blueprint("broadcast_api", __name__, url_prefix="/api/v1")
+
+
+class BroadcastIn(BaseModel):
+    topic: str = Field(max_length=140)
+    event: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")
+    data: Any = None
+    idempotency_key: str | None = Field(default=None, min_length=1, max_length=128)
+    ephemeral: bool = False
+
+
+class BroadcastOut(BaseModel):
+    id: str | None
+
+
+@bp.post("/broadcast")
+@require("service", "admin")
+@body(BroadcastIn)
+@responds(202, BroadcastOut, "published; `id` is the event's cursor")
+def publish_event(me, payload: BroadcastIn):
+    """Publish an event to a topic."""
+    try:
+        parse_topic(payload.topic)
+    except TopicError as exc:
+        raise ApiError(exc.status, exc.code, exc.message) from None
+    cursor = broadcast.publish(payload.topic, payload.event, payload.data,
+                               ephemeral=payload.ephemeral,
+                               idempotency_key=payload.idempotency_key)
+    return {"id": cursor}, 202

@@ -1,0 +1,98 @@
+"""Switchboard's app factory; `python app.py` serves everything in one process.
+
+`create_app()` only wires; nothing here does I/O at import. In production
+gunicorn runs `app:create_app()` with gevent workers (Procfile).
+"""
+if __name__ == "__main__":
+    # Patch before anything imports socket or threading (DESIGN.md: gevent all the way).
+    from gevent import monkey
+    monkey.patch_all()
+
+import logging
+import time
+
+from flask import Flask, g, request
+from flask_cors import CORS
+
+from settings import Settings
+
+
+def create_app(settings: Settings | None = None, *, background: bool = True,
+               **overrides) -> Flask:
+    """Build the app. `background=False` skips the loops and the embedded worker (tests)."""
+    from api import broadcast as broadcast_api
+    from api import ops
+    from api.errors import register_error_handlers
+    from api.ratelimit import init_limiter
+    from broadcast import views as realtime
+    from broadcast.metrics import HTTP_LATENCY
+    from services import Services, start_loops
+
+    settings = settings or Settings.from_env(**overrides)
+    app = Flask(__name__, static_folder="static", template_folder="templates")
+    app.config.update(MAX_CONTENT_LENGTH=1 << 20, SB_SETTINGS=settings, JSON_SORT_KEYS=False)
+
+    services = Services.build(settings)
+    services.start_hub()
+    app.extensions["switchboard"] = services
+
+    register_error_handlers(app)
+    CORS(app, resources={r"/api/*": {"origins": list(settings.allowed_origins)}},
+         supports_credentials=False, expose_headers=["Retry-After"])
+    init_limiter(app, settings)
+    for bp in (ops.bp, realtime.bp, broadcast_api.bp):
+        app.register_blueprint(bp)
+
+    @app.before_request
+    def _start_timer():
+        g.started = time.perf_counter()
+
+    @app.after_request
+    def _observe(response):
+        if request.endpoint not in ("realtime.websocket", "realtime.events", "realtime.poll"):
+            HTTP_LATENCY.labels(request.method, request.endpoint or "unknown",
+                                str(response.status_code)).observe(
+                time.perf_counter() - g.get("started", time.perf_counter()))
+        return response
+
+    @app.get("/")
+    def index():
+        """The demo page: live events in the browser."""
+        return app.send_static_file("demo.html")
+
+    if background:
+        start_loops(services)
+        if settings.embedded:
+            from tasks import start_embedded_worker
+            start_embedded_worker()
+    return app
+
+
+def serve() -> None:
+    """Embedded mode: migrate, then gunicorn with one gevent worker in the foreground."""
+    from gunicorn.app.base import BaseApplication
+
+    from models.migrate import upgrade
+
+    settings = Settings.from_env()
+    upgrade(settings.database_url)
+
+    class _Server(BaseApplication):
+        def load_config(self):
+            self.cfg.set("bind", f"127.0.0.1:{settings.port}")
+            self.cfg.set("worker_class", "gevent")
+            self.cfg.set("workers", 1)  # the embedded bus and broker live in this one process
+            self.cfg.set("worker_connections", 20000)
+            self.cfg.set("timeout", 120)
+
+        def load(self):
+            return create_app(settings)
+
+    logging.basicConfig(level=logging.INFO)
+    print(f"Switchboard on http://127.0.0.1:{settings.port} "
+          f"({'embedded' if settings.embedded else 'redis'} mode)", flush=True)
+    _Server().run()
+
+
+if __name__ == "__main__":
+    serve()

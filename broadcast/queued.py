@@ -1,0 +1,88 @@
+"""Connections read by a request greenlet: Server-Sent Events and long polling.
+
+Events queue here (bounded) and the request's own greenlet writes them out.
+One cursor covers every topic of the stream: a map topic -> event id,
+base64url-encoded, carried by SSE `id:` lines and `/poll`'s `cursor`.
+"""
+from __future__ import annotations
+
+import base64
+import json
+import threading
+from collections import deque
+
+from broadcast.events import Event, cursor_key, dumps
+from broadcast.hub import Connection
+
+
+class BadStreamCursor(ValueError):
+    pass
+
+
+def encode_cursor(positions: dict[str, str]) -> str:
+    raw = json.dumps(positions, separators=(",", ":"), sort_keys=True).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> dict[str, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        positions = json.loads(raw)
+        if not isinstance(positions, dict):
+            raise ValueError
+        for topic, eid in positions.items():
+            if not isinstance(topic, str):
+                raise ValueError
+            cursor_key(eid)
+        return positions
+    except ValueError:
+        raise BadStreamCursor("not a cursor issued by this server") from None
+
+
+def reset_event(topic: str, cursor: str, ts: int) -> Event:
+    """`stream:reset`: the topic could not be recovered; live delivery goes on from `cursor`."""
+    return Event.build(topic, "stream:reset", None, ts, {"topic": topic, "cursor": cursor})
+
+
+class QueuedConnection(Connection):
+    def __init__(self, user, transport: str, limit: int) -> None:
+        super().__init__(user)
+        self.transport = transport
+        self.queue: deque[Event] = deque()
+        self.limit = limit
+        self.overflowed = False
+        self.cursors: dict[str, str] = {}
+        self.wakeup = threading.Event()
+
+    def send_event(self, ev: Event) -> None:
+        if len(self.queue) >= self.limit:
+            # The client reconnects with its last cursor and is replayed from history.
+            self.overflowed = True
+        else:
+            self.queue.append(ev)
+        self.wakeup.set()
+
+    def take(self) -> list[Event]:
+        self.wakeup.clear()
+        events = list(self.queue)
+        self.queue.clear()
+        return events
+
+    def advance(self, ev: Event) -> None:
+        """Move the stream cursor past `ev` (or to a reset point)."""
+        if ev.id is not None:
+            self.cursors[ev.topic] = ev.id
+        elif ev.name == "stream:reset":
+            self.cursors[ev.topic] = ev.data["cursor"]
+
+    def sse_chunk(self, ev: Event) -> str:
+        self.advance(ev)
+        if ev.id is None and ev.name != "stream:reset":
+            return f"event: {ev.name}\ndata: {ev.frame}\n\n"
+        return f"id: {encode_cursor(self.cursors)}\nevent: {ev.name}\ndata: {ev.frame}\n\n"
+
+    def poll_body(self, events: list[Event]) -> str:
+        for ev in events:
+            self.advance(ev)
+        return ('{"events":[' + ",".join(ev.frame for ev in events) + '],"cursor":'
+                + dumps(encode_cursor(self.cursors)) + "}")

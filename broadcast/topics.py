@@ -1,0 +1,52 @@
+"""Who may subscribe to what (PROTOCOL.md section 3, Topics)."""
+from __future__ import annotations
+
+import re
+
+from sqlalchemy.orm import Session
+
+from models import Conversation, Order
+
+_ID = r"[A-Za-z0-9_.:-]{1,64}"
+_TOPIC = re.compile(rf"^(user|conversation|product|order):({_ID})$|^(agents|admin)$")
+
+
+class TopicError(Exception):
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+def parse_topic(topic: object) -> tuple[str, str | None]:
+    if not isinstance(topic, str):
+        raise TopicError(400, "invalid_topic", "topic must be a string")
+    m = _TOPIC.match(topic)
+    if not m:
+        raise TopicError(400, "invalid_topic",
+                         f"unknown topic {topic[:80]!r}: use user:, conversation:, product:, "
+                         "order:<id>, agents or admin")
+    if m.group(3):
+        return m.group(3), None
+    return m.group(1), m.group(2)
+
+
+def authorize(session: Session, me, topic: str) -> None:
+    """Raise TopicError unless `me` (a Principal) may subscribe to `topic`."""
+    kind, ident = parse_topic(topic)
+    if me.role in ("admin", "service"):
+        return
+    allowed = False
+    if kind == "user":
+        allowed = ident == me.id
+    elif kind == "product":
+        allowed = True
+    elif kind == "agents":
+        allowed = me.role == "agent"
+    elif kind == "conversation":
+        conv = session.get(Conversation, ident)
+        allowed = conv is not None and me.id in (conv.customer_id, conv.agent_id)
+    elif kind == "order":
+        order = session.get(Order, ident)
+        allowed = order is not None and order.customer_id == me.id
+    if not allowed:
+        raise TopicError(403, "forbidden_topic", f"you may not subscribe to {topic}")

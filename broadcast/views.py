@@ -1,0 +1,255 @@
+"""`/ws`, `/events` and `/poll`: the three ways a client receives events."""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import Any
+
+from flask import Blueprint, Response, current_app, request, stream_with_context
+
+from api.auth import authenticate
+from api.errors import ApiError
+from broadcast.commands import CommandError, run_command
+from broadcast.events import BadCursor
+from broadcast.metrics import CLOSED, CONNECTIONS
+from broadcast.queued import BadStreamCursor, QueuedConnection, decode_cursor, encode_cursor, reset_event
+from broadcast.topics import TopicError, authorize, parse_topic
+from broadcast.ws import WebSocketConnection, raw_socket
+
+log = logging.getLogger(__name__)
+bp = Blueprint("realtime", __name__)
+
+
+def _services():
+    return current_app.extensions["switchboard"]
+
+
+def check_origin() -> None:
+    origin = request.headers.get("Origin")
+    if origin is None:
+        return  # not a browser: nothing to protect from cross-site use
+    own = request.host_url.rstrip("/")
+    if origin != own and origin not in current_app.config["SB_SETTINGS"].allowed_origins:
+        raise ApiError(403, "origin_not_allowed", f"origin {origin} is not allowed")
+
+
+def _topics_arg() -> list[str]:
+    topics = [t for t in request.args.get("topics", "").split(",") if t]
+    if not topics or len(topics) > 50:
+        raise ApiError(400, "invalid_topics", "give 1 to 50 comma-separated topics in ?topics=")
+    return list(dict.fromkeys(topics))
+
+
+def _authorize_all(me, topics: list[str]) -> None:
+    with _services().session() as session:
+        for topic in topics:
+            try:
+                authorize(session, me, topic)
+            except TopicError as exc:
+                raise ApiError(exc.status, exc.code, exc.message) from None
+
+
+class _Presence:
+    """Counts a connection in presence for as long as it is open."""
+
+    def __init__(self, services, me) -> None:
+        self.services, self.me = services, me
+
+    def __enter__(self):
+        if self.services.presence.connect(self.me.id):
+            self.services.announce(self.me.id, True)
+
+    def __exit__(self, *exc):
+        if self.services.presence.disconnect(self.me.id):
+            self.services.announce(self.me.id, False)
+
+
+# WebSocket
+
+@bp.route("/ws", websocket=True)
+def websocket():
+    """WebSocket: subscribe, unsubscribe, emit, ping (PROTOCOL.md section 3)."""
+    check_origin()
+    me = authenticate(allow_query=True)
+    if request.headers.get("Upgrade", "").lower() != "websocket":
+        raise ApiError(400, "websocket_expected", "this endpoint speaks WebSocket only")
+    sock = raw_socket(request.environ)
+    if sock is None or "gunicorn.socket" not in request.environ:
+        raise ApiError(501, "websocket_unsupported", "run under gunicorn (make run / make up)")
+    services = _services()
+    settings = services.settings
+    conn = WebSocketConnection(me, sock, outbox_limit=settings.outbox_limit,
+                               max_frame_bytes=settings.max_frame_bytes,
+                               rate=settings.client_rate, burst=settings.client_burst)
+    services.hub.register(conn)
+    CONNECTIONS.labels("ws").inc()
+    try:
+        with _Presence(services, me):
+            services.hub.join(conn, f"user:{me.id}", None, lambda *_: None)
+            conn.serve(request.environ, _handle_frame)
+    finally:
+        services.hub.drop(conn)
+        CONNECTIONS.labels("ws").dec()
+
+    class _Handled(Response):
+        def __call__(self, *args, **kwargs):
+            # gunicorn's signal that the socket was taken over (as flask-sock does)
+            raise StopIteration()
+
+    return _Handled()
+
+
+def _fail(conn: WebSocketConnection, ref: Any, code: str, message: str) -> None:
+    error = {"code": code, "message": message}
+    if ref is not None:
+        conn.send({"event": "ack", "ref": ref, "ok": False, "error": error})
+    else:
+        conn.send({"event": "error", "error": error})
+
+
+def _handle_frame(conn: WebSocketConnection, text: str) -> None:
+    try:
+        msg = json.loads(text)
+    except ValueError:
+        _fail(conn, None, "invalid_json", "frames must be JSON objects")
+        return
+    if not isinstance(msg, dict):
+        _fail(conn, None, "invalid_frame", "frames must be JSON objects")
+        return
+    ref = msg.get("ref")
+    op = msg.get("op")
+
+    def ok(data: Any = None) -> None:
+        if ref is not None:
+            conn.send({"event": "ack", "ref": ref, "ok": True, "data": data if data is not None else {}})
+
+    services = _services()
+    try:
+        if op == "subscribe":
+            topic, since = msg.get("topic"), msg.get("since")
+            if since is not None and not isinstance(since, str):
+                raise CommandError("invalid_cursor", "since must be a cursor string")
+            with services.session() as session:
+                authorize(session, conn.user, topic)
+            services.hub.join(conn, topic, since,
+                              lambda recovered, cursor: ok({"recovered": recovered, "cursor": cursor}))
+        elif op == "unsubscribe":
+            topic = msg.get("topic")
+            parse_topic(topic)
+            if topic == f"user:{conn.user.id}":
+                raise CommandError("cannot_unsubscribe", "your own user topic stays subscribed")
+            services.hub.leave(conn, topic)
+            ok()
+        elif op == "emit":
+            ok(run_command(conn.user, msg.get("event"), msg.get("data")))
+        elif op == "ping":
+            if ref is not None:
+                ok({"ts": int(time.time() * 1000)})
+            else:
+                conn.send({"event": "pong", "data": {"ts": int(time.time() * 1000)}})
+        else:
+            _fail(conn, ref, "unknown_op", f"unknown op {str(op)[:40]!r}")
+    except (TopicError, CommandError) as exc:
+        _fail(conn, ref, exc.code, exc.message)
+    except BadCursor as exc:
+        _fail(conn, ref, "invalid_cursor", str(exc))
+    except ApiError as exc:
+        _fail(conn, ref, exc.code, exc.message)
+    except Exception:  # noqa: BLE001 - one bad command must not end the connection
+        log.exception("ws op %s failed", op)
+        _fail(conn, ref, "internal_error", "internal error")
+
+
+# Server-Sent Events
+
+@bp.route("/events")
+def events():
+    """Server-Sent Events for ?topics=a,b; resumes from Last-Event-ID."""
+    check_origin()
+    me = authenticate(allow_query=True)
+    topics = _topics_arg()
+    _authorize_all(me, topics)
+    last = request.headers.get("Last-Event-ID") or request.args.get("last_event_id")
+    try:
+        positions = decode_cursor(last) if last else {}
+    except BadStreamCursor as exc:
+        raise ApiError(400, "invalid_cursor", str(exc)) from None
+    services = _services()
+    conn = QueuedConnection(me, "sse", services.settings.outbox_limit)
+    services.hub.register(conn)
+    try:
+        _join_all(services, conn, topics, positions, resume=bool(last))
+    except BaseException:
+        services.hub.drop(conn)
+        raise
+    heartbeat = services.settings.heartbeat_seconds
+
+    def stream():
+        CONNECTIONS.labels("sse").inc()
+        try:
+            with _Presence(services, me):
+                # A first chunk at once, so proxies and browsers see the stream open.
+                yield ": open\nretry: 2000\n\n"
+                while True:
+                    if not conn.wakeup.wait(heartbeat):
+                        yield ": heartbeat\n\n"
+                        continue
+                    batch = conn.take()
+                    if batch:
+                        yield "".join(conn.sse_chunk(ev) for ev in batch)
+                    if conn.overflowed:
+                        CLOSED.labels("sse_overflow").inc()
+                        return  # the browser reconnects with Last-Event-ID
+        finally:
+            services.hub.drop(conn)
+            CONNECTIONS.labels("sse").dec()
+
+    return Response(stream_with_context(stream()), mimetype="text/event-stream",
+                    headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+def _join_all(services, conn: QueuedConnection, topics: list[str], positions: dict[str, str],
+              resume: bool) -> None:
+    for topic in topics:
+        since = positions.get(topic)
+
+        def ack(recovered: bool, cursor: str, topic: str = topic) -> None:
+            conn.cursors[topic] = cursor
+            if resume and not recovered:
+                conn.send_event(reset_event(topic, cursor, int(time.time() * 1000)))
+
+        services.hub.join(conn, topic, since, ack)
+
+
+# Long polling
+
+@bp.route("/poll")
+def poll():
+    """Long polling: events after ?cursor= for ?topics=, waiting up to 25 s."""
+    check_origin()
+    me = authenticate(allow_query=True)
+    topics = _topics_arg()
+    _authorize_all(me, topics)
+    services = _services()
+    cursor = request.args.get("cursor")
+    try:
+        positions = decode_cursor(cursor) if cursor else {}
+    except BadStreamCursor as exc:
+        raise ApiError(400, "invalid_cursor", str(exc)) from None
+    if not cursor:
+        now = {t: services.bus.latest(t) for t in topics}
+        return Response(json.dumps({"events": [], "cursor": encode_cursor(now)}),
+                        mimetype="application/json")
+    conn = QueuedConnection(me, "poll", services.settings.outbox_limit)
+    services.hub.register(conn)
+    CONNECTIONS.labels("poll").inc()
+    try:
+        _join_all(services, conn, topics, positions, resume=True)
+        if not conn.queue:
+            conn.wakeup.wait(services.settings.poll_timeout_seconds)
+        body = conn.poll_body(conn.take())
+    finally:
+        services.hub.drop(conn)
+        CONNECTIONS.labels("poll").dec()
+    return Response(body, mimetype="application/json")

@@ -1,0 +1,174 @@
+"""The process's shared parts: database, bus, hub, presence, Celery.
+
+Built once per process: by the app factory in a web process, lazily in a
+Celery worker process (after the fork), by fixtures in tests.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+import broadcast
+from broadcast.bus import Bus, MemoryBus
+from models import User, make_engine, make_session_factory, session_scope
+from settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class UserRegistry:
+    """Creates the user row on first sight of a token's `sub` (PROTOCOL.md section 2)."""
+
+    def __init__(self, sessions: sessionmaker[Session]) -> None:
+        self.sessions = sessions
+        self._seen: set[tuple[str, str]] = set()
+
+    def ensure(self, principal) -> None:
+        key = (principal.id, principal.role)
+        if key in self._seen:
+            return
+        with session_scope(self.sessions) as session:
+            user = session.get(User, principal.id)
+            if user is None:
+                session.add(User(id=principal.id, role=principal.role, name=principal.name))
+                try:
+                    session.flush()
+                except IntegrityError:  # created meanwhile by another request
+                    session.rollback()
+            elif principal.name and user.name != principal.name:
+                user.name = principal.name
+        if len(self._seen) > 100_000:
+            self._seen.clear()
+        self._seen.add(key)
+
+    def role_of(self, user_id: str) -> str | None:
+        with session_scope(self.sessions) as session:
+            return session.scalar(select(User.role).where(User.id == user_id))
+
+
+@dataclass
+class Services:
+    settings: Settings
+    sessions: sessionmaker[Session]
+    bus: Bus
+    users: UserRegistry
+    presence: object = None
+    hub: object = None
+    redis: object = None
+    background: list = field(default_factory=list)
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        with session_scope(self.sessions) as session:
+            yield session
+
+    @classmethod
+    def build(cls, settings: Settings, bus: Bus | None = None) -> "Services":
+        engine = make_engine(settings.database_url)
+        sessions = make_session_factory(engine)
+        client = None
+        if bus is None:
+            if settings.redis_url:
+                import redis
+
+                from broadcast.redis_bus import RedisBus
+                bus = RedisBus(settings.redis_url, settings.redis_prefix,
+                               settings.history_min_events, settings.history_min_seconds,
+                               settings.history_idle_ttl_seconds)
+                client = redis.Redis.from_url(settings.redis_url)
+            else:
+                bus = MemoryBus(settings.history_min_events, settings.history_min_seconds)
+        services = cls(settings=settings, sessions=sessions, bus=bus,
+                       users=UserRegistry(sessions), redis=client)
+        broadcast.use_bus(bus)
+        _set_current(services)
+        return services
+
+    def start_hub(self) -> None:
+        """The web process's side: hub, presence, heartbeats (not for workers)."""
+        from broadcast.hub import Hub
+        from broadcast.metrics import on_delivered
+        from broadcast.presence import MemoryPresence, RedisPresence
+        self.hub = Hub(self.bus, on_delivered=on_delivered)
+        if self.redis is not None:
+            self.presence = RedisPresence(self.redis, self.settings.redis_prefix,
+                                          self.settings.presence_ttl_seconds)
+        else:
+            self.presence = MemoryPresence()
+
+
+_current: Services | None = None
+_lock = threading.Lock()
+
+
+def _set_current(services: Services) -> None:
+    global _current
+    _current = services
+
+
+def get_services() -> Services:
+    """This process's services, built from the environment on first use (workers)."""
+    global _current
+    if _current is None:
+        with _lock:
+            if _current is None:
+                Services.build(Settings.from_env())
+    assert _current is not None
+    return _current
+
+
+def announce(services: Services, user_id: str, online: bool) -> None:
+    from actions.presence import announce as announce_in
+    try:
+        with services.session() as session:
+            announce_in(session, user_id, online)
+    except Exception:  # noqa: BLE001 - presence is best effort; the connection goes on
+        log.exception("presence announcement for %s failed", user_id)
+
+
+Services.announce = announce  # type: ignore[attr-defined]
+
+
+def start_loops(services: Services) -> None:
+    """Background greenlets of a web process: presence lease and reaper, WebSocket heartbeats."""
+    import time
+
+    from broadcast.ws import PING_FRAME
+
+    hb = services.settings.heartbeat_seconds
+    lease = max(1.0, services.settings.presence_ttl_seconds / 3)
+
+    def presence_loop() -> None:
+        while True:
+            try:
+                services.presence.heartbeat()
+                for user_id in services.presence.reap():
+                    announce(services, user_id, False)
+            except Exception:  # noqa: BLE001
+                log.exception("presence upkeep failed")
+            time.sleep(lease)
+
+    def heartbeat_loop() -> None:
+        # One loop for all sockets: no timer per connection.
+        while True:
+            time.sleep(hb)
+            stale = time.monotonic() - 2.5 * hb
+            for conn in tuple(services.hub.connections):
+                if conn.transport != "ws":
+                    continue
+                if conn.last_seen < stale:
+                    conn._abort()
+                else:
+                    conn.write(PING_FRAME)
+
+    for target in (presence_loop, heartbeat_loop):
+        t = threading.Thread(target=target, name=target.__name__, daemon=True)
+        t.start()
+        services.background.append(t)

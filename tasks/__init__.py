@@ -1,0 +1,95 @@
+"""The Celery app, the task base class and `enqueue`.
+
+Tasks are thin: a few lines around an action, taking ids. Enqueued inside a
+transaction, a task is sent only after the commit (models/session.py).
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+from celery import Celery, Task
+from sqlalchemy.orm import Session
+
+from models.session import after_commit
+
+log = logging.getLogger(__name__)
+
+
+class SwitchboardTask(Task):
+    """Acked late (celeryconfig), retried with exponential backoff and jitter."""
+
+    abstract = True
+    retry_backoff = True
+    retry_backoff_max = 600
+    retry_jitter = True
+    max_retries = 8
+
+    @property
+    def services(self):
+        from services import get_services
+        return get_services()
+
+
+celery_app = Celery("switchboard", task_cls=SwitchboardTask,
+                    include=["tasks.broadcast", "tasks.maintenance"])
+celery_app.config_from_object("celeryconfig")
+
+import tasks.metrics  # noqa: E402,F401  (connects the task signals)
+
+
+def enqueue(task: Task, *args: Any, session: Session | None = None, **options: Any) -> None:
+    """Send `task` now, or once `session` commits (never if it rolls back)."""
+    if session is not None:
+        after_commit(session, task.apply_async, args=args, **options)
+    else:
+        task.apply_async(args=args, **options)
+
+
+def broker_ok() -> bool:
+    try:
+        with celery_app.connection_for_write() as conn:
+            conn.ensure_connection(max_retries=1, timeout=2)
+        return True
+    except Exception:  # noqa: BLE001
+        return False
+
+
+_embedded: dict[str, Any] = {}
+
+
+def workers_by_queue() -> dict[str, list[str]]:
+    from celeryconfig import QUEUES
+    result: dict[str, list[str]] = {q: [] for q in QUEUES}
+    if "worker" in _embedded:
+        for q in QUEUES:
+            result[q].append("embedded@" + _embedded["worker"].hostname)
+        return result
+    try:
+        replies = celery_app.control.inspect(timeout=1.0).active_queues() or {}
+    except Exception:  # noqa: BLE001
+        return result
+    for worker, queues in replies.items():
+        for q in queues:
+            result.setdefault(q["name"], []).append(worker)
+    return result
+
+
+def start_embedded_worker() -> None:
+    """Embedded mode: a Celery worker (and beat) on a thread of this process.
+
+    The in-memory broker lives in this process, so the web side and the
+    worker share it; countdowns and ETAs are honoured by the worker's timer,
+    as they would be in the distributed mode (no eager shortcut).
+    """
+    from celeryconfig import QUEUES
+    if "worker" in _embedded:
+        return
+    worker = celery_app.WorkController(
+        pool_cls="solo", concurrency=1, queues=list(QUEUES), beat=True,
+        without_heartbeat=True, without_mingle=True, without_gossip=True,
+        hostname="embedded@localhost", loglevel="WARNING", schedule_filename=None)
+    _embedded["worker"] = worker
+    thread = threading.Thread(target=worker.start, name="celery-embedded", daemon=True)
+    thread.start()
