@@ -42,6 +42,9 @@ def create_app(settings: Settings | None = None, *, background: bool = True,
     init_limiter(app, settings)
     for bp in (ops.bp, realtime.bp, broadcast_api.bp):
         app.register_blueprint(bp)
+    if not settings.production:
+        from api import dev
+        app.register_blueprint(dev.bp)
 
     @app.before_request
     def _start_timer():

@@ -1,0 +1,122 @@
+"""Real processes for integration and browser tests: gunicorn web, Celery worker, beat.
+
+Each is started with its environment passed explicitly (never by mutating
+os.environ) and stopped by its own pid. Readiness is awaited as an event
+(the port answering /healthz), with a deadline, never by sleeping.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Proc:
+    def __init__(self, args: list[str], env: dict[str, str], name: str, log_dir: Path) -> None:
+        self.args, self.env, self.name = args, env, name
+        self.log_path = log_dir / f"{name}.log"
+        self.popen: subprocess.Popen | None = None
+
+    def start(self) -> "Proc":
+        full_env = {k: v for k, v in os.environ.items()
+                    if k not in ("REDIS_URL", "DATABASE_URL", "REDIS_PREFIX", "PORT")}
+        full_env.update(self.env)
+        full_env["PYTHONUNBUFFERED"] = "1"
+        self.log = open(self.log_path, "ab")
+        self.popen = subprocess.Popen(self.args, cwd=ROOT, env=full_env, stdout=self.log,
+                                      stderr=subprocess.STDOUT, start_new_session=True)
+        return self
+
+    @property
+    def pid(self) -> int:
+        assert self.popen is not None
+        return self.popen.pid
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        """Signal the whole process group (gunicorn's master and its worker)."""
+        if self.popen is None or self.popen.poll() is not None:
+            return
+        try:
+            os.killpg(self.popen.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            self.popen.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.popen.pid, signal.SIGKILL)
+            self.popen.wait(timeout=5)
+
+    def stop(self) -> None:
+        self.kill(signal.SIGTERM)
+        self.log.close()
+
+    def tail(self, n: int = 40) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
+        except OSError:
+            return ""
+
+
+class WebServer(Proc):
+    def __init__(self, env: dict[str, str], log_dir: Path, name: str = "web",
+                 port: int | None = None) -> None:
+        self.port = port or free_port()
+        env = {**env, "PORT": str(self.port), "SB_BIND_LOCAL": "1"}
+        super().__init__([str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "app:create_app()"],
+                         env, name, log_dir)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 30) -> "WebServer":
+        super().start()
+        wait_http(f"{self.url}/healthz", timeout, self)
+        return self
+
+
+class EmbeddedServer(WebServer):
+    """`python app.py`: the embedded mode (SQLite, in-memory bus, in-process worker)."""
+
+    def __init__(self, env: dict[str, str], log_dir: Path, name: str = "embedded") -> None:
+        super().__init__(env, log_dir, name)
+        self.args = [str(BIN / "python"), "app.py"]
+
+
+class Worker(Proc):
+    def __init__(self, env: dict[str, str], log_dir: Path, name: str = "worker",
+                 queues: str = "routing,notifications,tracking,inventory", concurrency: int = 2) -> None:
+        super().__init__([str(BIN / "celery"), "-A", "tasks", "worker", "-Q", queues,
+                          "--concurrency", str(concurrency), "--loglevel", "INFO",
+                          "-n", f"{name}-{os.getpid()}-{free_port()}@%h", "-E"],
+                         env, name, log_dir)
+
+
+def wait_http(url: str, timeout: float, proc: Proc | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        if proc is not None and proc.popen is not None and proc.popen.poll() is not None:
+            raise RuntimeError(f"{proc.name} exited:\n{proc.tail()}")
+        try:
+            if requests.get(url, timeout=1).status_code == 200:
+                return
+        except requests.RequestException as exc:
+            last = exc
+        time.sleep(0.05)  # waiting for a port to open: there is no event to block on
+    raise TimeoutError(f"{url} not up in {timeout}s: {last}\n{proc.tail() if proc else ''}")
