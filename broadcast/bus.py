@@ -95,7 +95,7 @@ class MemoryBus:
             return ev.id
 
     def _trim(self, t: _Topic, now: int) -> None:
-        while len(t.events) > self.min_events and t.events[0][1] < now - self.min_ms:
+        while len(t.events) > self.min_events and t.events[0][1] <= now - self.min_ms:
             old, _ = t.events.popleft()
             t.max_deleted = old.key
 

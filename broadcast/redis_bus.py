@@ -42,10 +42,14 @@ if n > min and n % 64 == 0 then
   local keep = newest[#newest][1]
   local keep_ms = tonumber(string.match(keep, '^(%d+)'))
   local cutoff = tonumber(ARGV[8]) - tonumber(ARGV[7])
-  if cutoff < keep_ms then
-    redis.call('XTRIM', KEYS[1], 'MINID', string.format('%d', cutoff))
-  else
-    redis.call('XTRIM', KEYS[1], 'MINID', keep)
+  local minid = keep
+  if cutoff < keep_ms then minid = string.format('%d', cutoff) end
+  -- XTRIM does not record what it removed; XSETID does, so history() can
+  -- tell a cursor inside the kept history from one older than it.
+  local cut = redis.call('XREVRANGE', KEYS[1], '(' .. minid, '-', 'COUNT', 1)
+  if #cut > 0 then
+    redis.call('XTRIM', KEYS[1], 'MINID', minid)
+    redis.call('XSETID', KEYS[1], id, 'MAXDELETEDID', cut[1][1])
   end
 end
 redis.call('EXPIRE', KEYS[1], ARGV[9])

@@ -1,0 +1,133 @@
+"""One suite, two engines: the in-memory bus and the Redis bus behave the same."""
+from __future__ import annotations
+
+import threading
+import uuid
+
+import pytest
+import redis as redis_lib
+
+from broadcast.bus import MemoryBus
+from broadcast.events import BEFORE_FIRST, cursor_key
+from broadcast.redis_bus import RedisBus
+
+REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+@pytest.fixture(params=["memory", "redis"])
+def make_bus(request, redis_prefix):
+    made = []
+
+    def factory(min_events: int = 1000, min_seconds: int = 600):
+        if request.param == "memory":
+            bus = MemoryBus(min_events, min_seconds)
+        else:
+            bus = RedisBus(REDIS_URL, redis_prefix, min_events, min_seconds)
+        made.append(bus)
+        return bus
+    yield factory
+    for bus in made:
+        bus.close()
+
+
+def topic() -> str:
+    return f"product:{uuid.uuid4().hex[:8]}"
+
+
+def test_cursors_increase_and_history_replays_in_order(make_bus):
+    bus, t = make_bus(), topic()
+    assert bus.latest(t) == BEFORE_FIRST
+    ids = [bus.publish(t, "inventory_update", {"n": i}) for i in range(20)]
+    assert [cursor_key(i) for i in ids] == sorted(cursor_key(i) for i in ids)
+    assert len(set(ids)) == 20
+    assert bus.latest(t) == ids[-1]
+    events, recovered = bus.history(t, BEFORE_FIRST)
+    assert recovered and [e.id for e in events] == ids
+    assert [e.data["n"] for e in events] == list(range(20))
+    events, recovered = bus.history(t, ids[9])
+    assert recovered and [e.id for e in events] == ids[10:]
+    assert bus.history(t, ids[-1]) == ([], True)
+
+
+def test_frame_is_the_contract_shape(make_bus):
+    import json
+    bus, t = make_bus(), topic()
+    eid = bus.publish(t, "inventory_update", {"q": "<b>é</b>"})
+    [ev], _ = bus.history(t, BEFORE_FIRST)
+    frame = json.loads(ev.frame)
+    assert frame["event"] == "inventory_update" and frame["topic"] == t and frame["id"] == eid
+    assert frame["data"] == {"q": "<b>é</b>"} and isinstance(frame["ts"], int)
+    assert ev.ws_bytes[0] == 0x81 and ev.ws_bytes.endswith(ev.frame.encode())
+
+
+def test_idempotent_publish_stores_once(make_bus):
+    bus, t = make_bus(), topic()
+    key = uuid.uuid4().hex
+    first = bus.publish(t, "x", {"a": 1}, idempotency_key=key)
+    again = bus.publish(t, "x", {"a": 2}, idempotency_key=key)
+    assert first == again
+    events, _ = bus.history(t, BEFORE_FIRST)
+    assert len(events) == 1 and events[0].data == {"a": 1}
+
+
+def test_ephemeral_events_are_live_only(make_bus):
+    bus, t = make_bus(), topic()
+    got = []
+    arrived = threading.Event()
+
+    def listener(ev):
+        if ev.topic == t:
+            got.append(ev)
+            arrived.set()
+    bus.attach(listener)
+    bus.listen(t)
+    assert bus.publish(t, "user:typing", {"user_id": "u"}, ephemeral=True) is None
+    assert arrived.wait(5)
+    assert got[0].id is None and got[0].name == "user:typing"
+    assert bus.history(t, BEFORE_FIRST) == ([], True)
+
+
+def test_live_delivery_in_publish_order(make_bus):
+    bus, t = make_bus(), topic()
+    got = []
+    done = threading.Event()
+
+    def listener(ev):
+        if ev.topic == t:
+            got.append(ev.id)
+            if len(got) == 50:
+                done.set()
+    bus.attach(listener)
+    bus.listen(t)
+    ids = [bus.publish(t, "e", {"i": i}) for i in range(50)]
+    assert done.wait(10)
+    assert got == ids
+
+
+def test_trimmed_history_is_reported_not_replayed_in_part(make_bus):
+    bus, t = make_bus(min_events=5, min_seconds=0), topic()
+    ids = [bus.publish(t, "e", {"i": i}) for i in range(200)]
+    events, recovered = bus.history(t, ids[0])
+    assert recovered is False and events == []
+    events, recovered = bus.history(t, ids[-3])
+    assert recovered and [e.id for e in events] == ids[-2:]
+    # at least the newest `min_events` are kept
+    events, recovered = bus.history(t, ids[-6])
+    assert recovered and len(events) == 5
+
+
+def test_malformed_cursor_is_refused(make_bus):
+    from broadcast.events import BadCursor
+    bus = make_bus()
+    with pytest.raises(BadCursor):
+        bus.history(topic(), "yesterday")
+
+
+def test_redis_history_of_a_lost_stream_is_not_recovered(redis_prefix):
+    bus = RedisBus(REDIS_URL, redis_prefix)
+    t = topic()
+    eid = bus.publish(t, "e", {})
+    redis_lib.Redis.from_url(REDIS_URL).delete(f"{redis_prefix}s:{t}")  # e.g. Redis restarted empty
+    assert bus.history(t, eid) == ([], False)
+    assert bus.history(t, BEFORE_FIRST) == ([], True)
+    bus.close()

@@ -1,0 +1,171 @@
+"""Identity, the error shape, validation, OpenAPI, CORS and rate limits over HTTP."""
+from __future__ import annotations
+
+import time
+
+import jwt
+import pytest
+
+from api.auth import issue_token
+from settings import DEV_JWT_SECRET, Settings
+
+
+def bearer(sub="svc", role="service", secret=DEV_JWT_SECRET, **claims):
+    if claims:
+        tok = jwt.encode({"sub": sub, "role": role, **claims}, secret, algorithm="HS256")
+    else:
+        tok = issue_token(secret, sub, role)
+    return {"Authorization": f"Bearer {tok}"}
+
+
+def assert_error(resp, status, code=None):
+    assert resp.status_code == status, resp.get_data(as_text=True)
+    assert resp.is_json
+    body = resp.get_json()
+    assert set(body) == {"error"} and isinstance(body["error"]["message"], str)
+    if code:
+        assert body["error"]["code"] == code
+    return body["error"]
+
+
+@pytest.mark.parametrize("headers,code", [
+    ({}, "missing_token"),
+    ({"Authorization": "Bearer not.a.jwt"}, "invalid_token"),
+    (bearer(secret="another-secret"), "invalid_token"),
+    (bearer(exp=int(time.time()) - 10), "token_expired"),
+    (bearer(role="overlord", exp=int(time.time()) + 60), "invalid_token"),
+    ({"Authorization": "Bearer " + jwt.encode({"sub": "x", "role": "admin"}, DEV_JWT_SECRET)},
+     "invalid_token"),  # exp is required
+])
+def test_bad_tokens_are_401(client, headers, code):
+    assert_error(client.post("/api/v1/broadcast", json={"topic": "admin", "event": "x"},
+                             headers=headers), 401, code)
+
+
+def test_wrong_role_is_403(client):
+    assert_error(client.post("/api/v1/broadcast", json={"topic": "admin", "event": "x"},
+                             headers=bearer("c1", "customer")), 403, "forbidden")
+
+
+def test_user_row_created_on_first_sight(app, client):
+    from models import User
+    client.post("/api/v1/broadcast", json={"topic": "admin", "event": "x"},
+                headers=bearer("first-seen", "admin"))
+    with app.extensions["switchboard"].session() as session:
+        assert session.get(User, "first-seen").role == "admin"
+
+
+@pytest.mark.parametrize("body,status,code", [
+    ("not json", 400, "invalid_json"),
+    ("[1,2]", 400, "invalid_json"),
+    ('{"topic": "admin"}', 400, "validation_error"),
+    ('{"topic": "nowhere:1", "event": "x"}', 400, "invalid_topic"),
+    ('{"topic": "admin", "event": "bad event name"}', 400, "validation_error"),
+])
+def test_bad_bodies_are_clear_json_errors(client, body, status, code):
+    resp = client.post("/api/v1/broadcast", data=body, content_type="application/json",
+                       headers=bearer())
+    err = assert_error(resp, status, code)
+    assert "Traceback" not in err["message"]
+
+
+def test_oversized_body_is_413(client):
+    big = '{"topic": "admin", "event": "x", "data": "' + "a" * (1 << 20) + '"}'
+    assert_error(client.post("/api/v1/broadcast", data=big, content_type="application/json",
+                             headers=bearer()), 413, "too_large")
+
+
+def test_unknown_path_and_method_are_json(client):
+    assert_error(client.get("/nope"), 404, "not_found")
+    assert_error(client.get("/api/v1/broadcast", headers=bearer()), 405, "method_not_allowed")
+
+
+def test_broadcast_publishes_and_is_idempotent(app, client):
+    bus = app.extensions["switchboard"].bus
+    body = {"topic": "product:9", "event": "inventory_update", "data": {"q": 3},
+            "idempotency_key": "k-1"}
+    first = client.post("/api/v1/broadcast", json=body, headers=bearer())
+    second = client.post("/api/v1/broadcast", json=body, headers=bearer())
+    assert first.status_code == 202 and first.get_json() == second.get_json()
+    events, _ = bus.history("product:9", "0-0")
+    assert len(events) == 1 and events[0].data == {"q": 3}
+
+
+def test_openapi_describes_the_endpoints(client):
+    spec = client.get("/api/v1/openapi.json").get_json()
+    assert spec["openapi"].startswith("3.")
+    op = spec["paths"]["/api/v1/broadcast"]["post"]
+    assert "202" in op["responses"] and op["requestBody"]
+    body_schema = spec["components"]["schemas"]["BroadcastIn"]
+    assert set(body_schema["required"]) == {"topic", "event"}
+    for path in ("/healthz", "/readyz", "/metrics", "/ws", "/events", "/poll"):
+        assert path in spec["paths"]
+    assert "Switchboard API" in client.get("/docs").get_data(as_text=True)
+
+
+def test_poll_without_cursor_answers_at_once_with_a_cursor(client):
+    from broadcast.queued import decode_cursor
+    resp = client.get("/poll?topics=product:1&token=" + bearer("c1", "customer")["Authorization"][7:])
+    assert resp.status_code == 200
+    body = resp.get_json()
+    assert body["events"] == [] and decode_cursor(body["cursor"]) == {"product:1": "0-0"}
+
+
+def test_poll_refuses_topics_the_caller_may_not_read(client):
+    tok = bearer("c1", "customer")["Authorization"][7:]
+    assert_error(client.get(f"/poll?topics=admin&token={tok}"), 403, "forbidden_topic")
+    assert_error(client.get(f"/poll?topics=user:someone-else&token={tok}"), 403, "forbidden_topic")
+    assert_error(client.get(f"/poll?topics=product:1&cursor=%%%&token={tok}"), 400, "invalid_cursor")
+    assert_error(client.get(f"/poll?token={tok}"), 400, "invalid_topics")
+
+
+def test_realtime_origin_check(client):
+    tok = bearer("c1", "customer")["Authorization"][7:]
+    resp = client.get(f"/poll?topics=product:1&token={tok}", headers={"Origin": "https://evil.example"})
+    assert_error(resp, 403, "origin_not_allowed")
+    ok = client.get(f"/poll?topics=product:1&token={tok}", headers={"Origin": "http://localhost:3000"})
+    assert ok.status_code == 200
+
+
+def test_cors_allows_configured_origins_only(client):
+    resp = client.options("/api/v1/broadcast", headers={
+        "Origin": "http://localhost:3000", "Access-Control-Request-Method": "POST"})
+    assert resp.headers.get("Access-Control-Allow-Origin") == "http://localhost:3000"
+    resp = client.options("/api/v1/broadcast", headers={
+        "Origin": "https://evil.example", "Access-Control-Request-Method": "POST"})
+    assert "Access-Control-Allow-Origin" not in resp.headers
+
+
+def test_rate_limit_is_429_with_retry_after(make_app):
+    client = make_app(rate_limit_user="3/minute").test_client()
+    headers = bearer("a1", "admin")
+    statuses = [client.post("/api/v1/broadcast", json={"topic": "admin", "event": "x"},
+                            headers=headers).status_code for _ in range(4)]
+    assert statuses == [202, 202, 202, 429]
+    resp = client.post("/api/v1/broadcast", json={"topic": "admin", "event": "x"}, headers=headers)
+    assert_error(resp, 429, "rate_limited")
+    assert int(resp.headers["Retry-After"]) > 0
+
+
+def test_health_and_metrics(client):
+    assert client.get("/healthz").get_json() == {"status": "ok"}
+    text = client.get("/metrics").get_data(as_text=True)
+    for name in ("switchboard_connections", "switchboard_events_published_total",
+                 "switchboard_events_delivered_total", "switchboard_delivery_latency_seconds",
+                 "switchboard_http_request_seconds", "switchboard_tasks_total"):
+        assert name in text
+
+
+def test_readyz_names_what_failed(tmp_path):
+    from app import create_app
+    app = create_app(Settings(database_url=f"sqlite:///{tmp_path}/missing/dir/x.db"), background=False)
+    resp = app.test_client().get("/readyz")
+    assert resp.status_code == 503
+    assert resp.get_json()["failed"] == ["database"]
+
+
+def test_production_refuses_the_dev_secret():
+    with pytest.raises(RuntimeError):
+        Settings.from_env(env="production")
+    assert Settings.from_env(database_url="postgresql://u@h/db").database_url.startswith(
+        "postgresql+psycopg://")
