@@ -6,8 +6,16 @@ transaction, a task is sent only after the commit (models/session.py).
 from __future__ import annotations
 
 import logging
+import sys
 import threading
+from pathlib import Path
 from typing import Any
+
+# `celery -A tasks` puts the project on sys.path only while it loads this
+# module; tasks import the rest of the project lazily, later, in forked pool
+# processes, so the project root must stay importable.
+# (celery removes its own entry afterwards, so this one is added regardless.)
+sys.path.append(str(Path(__file__).resolve().parents[1]))
 
 from celery import Celery, Task
 from sqlalchemy.orm import Session
