@@ -24,11 +24,13 @@ from wsproto.frame_protocol import CloseReason
 
 from broadcast.events import Event, dumps, ws_text_header
 from broadcast.hub import Connection
+from broadcast.metrics import CLOSED
 from broadcast.ratelimit import TokenBucket
 
 log = logging.getLogger(__name__)
 
 PING_FRAME = b"\x89\x00"
+_CLOSE_REASONS = {1013: "outbox_full", 1008: "flood", 1000: "normal"}
 
 
 def text_frame(obj: Any) -> bytes:
@@ -112,6 +114,7 @@ class WebSocketConnection(Connection):
         """Send a close frame after what is being written, then end the connection."""
         if self.closed:
             return
+        CLOSED.labels(_CLOSE_REASONS.get(code, str(code))).inc()
         if self.flushing:
             # Keep the frame being written (it may be half sent) and drop the
             # rest: the client resumes from its cursor.

@@ -34,7 +34,11 @@ class WsClient:
 
     def recv(self, timeout: float = 10) -> dict:
         self.ws.settimeout(timeout)
-        frame = json.loads(self.ws.recv())
+        try:
+            text = self.ws.recv()
+        except websocket.WebSocketTimeoutException:
+            raise TimeoutError(f"no frame in {timeout:.1f}s; last: {self.frames[-3:]}") from None
+        frame = json.loads(text)
         self.frames.append(frame)
         return frame
 

@@ -1,0 +1,51 @@
+"""Presence counted across processes; a crashed process does not leave its users online."""
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from tests.support.clients import WsClient, token
+from tests.support.procs import WebServer
+
+
+@pytest.fixture
+def env(stack_env):
+    return {**stack_env, "SB_PRESENCE_TTL_SECONDS": "2"}
+
+
+def presence(frame, kind, user):
+    return frame.get("event") == f"user:{kind}" and frame["data"]["user_id"] == user
+
+
+def test_online_until_the_last_connection_anywhere_closes(procs, env):
+    a = procs.start(WebServer(env, procs.log_dir, "web-a"))
+    b = procs.start(WebServer(env, procs.log_dir, "web-b"))
+    alice = f"alice-{uuid.uuid4().hex[:6]}"
+    observer = WsClient(a.url, token("ops", "admin"))
+    observer.subscribe(f"user:{alice}")
+
+    on_b = WsClient(b.url, token(alice))
+    frame = observer.until(lambda f: presence(f, "online", alice))
+    assert frame["id"] is None and "timestamp" in frame["data"]
+    on_a = WsClient(a.url, token(alice))
+    on_b.close()
+    with pytest.raises(TimeoutError):  # still connected through A
+        observer.until(lambda f: f.get("event", "").startswith("user:"), timeout=2)
+    on_a.close()
+    observer.until(lambda f: presence(f, "offline", alice))
+    observer.close()
+
+
+def test_users_of_a_crashed_process_go_offline(procs, env):
+    a = procs.start(WebServer(env, procs.log_dir, "web-a"))
+    doomed = procs.start(WebServer(env, procs.log_dir, "web-doomed"))
+    bob = f"bob-{uuid.uuid4().hex[:6]}"
+    observer = WsClient(a.url, token("ops", "admin"))
+    observer.subscribe(f"user:{bob}")
+    victim = WsClient(doomed.url, token(bob))
+    observer.until(lambda f: presence(f, "online", bob))
+    doomed.kill()  # SIGKILL: no disconnect is ever processed by that process
+    observer.until(lambda f: presence(f, "offline", bob), timeout=20)
+    victim.close()
+    observer.close()

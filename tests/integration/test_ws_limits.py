@@ -1,0 +1,90 @@
+"""Bounded everything: bad frames keep the connection, floods get 1008, slow readers 1013."""
+from __future__ import annotations
+
+import json
+import socket
+import uuid
+
+import pytest
+import requests
+import websocket
+
+from tests.support.clients import WsClient, auth, token
+from tests.support.procs import WebServer
+
+
+@pytest.fixture
+def server(procs, stack_env):
+    env = {**stack_env, "SB_CLIENT_BURST": "30", "SB_CLIENT_RATE": "5",
+           "SB_MAX_FRAME_BYTES": "4096", "SB_OUTBOX_LIMIT": "16"}
+    return procs.start(WebServer(env, procs.log_dir, "web-limits"))
+
+
+def test_bad_frames_get_errors_and_the_connection_stays(server):
+    ws = WsClient(server.url, token("u-bad"))
+    ws.send_raw = ws.ws.send
+    ws.send_raw("{not json")
+    assert ws.recv()["error"]["code"] == "invalid_json"
+    ws.send({"op": "dance", "ref": 1})
+    assert ws.recv() == {"event": "ack", "ref": 1, "ok": False,
+                         "error": {"code": "unknown_op", "message": "unknown op 'dance'"}}
+    ws.send({"op": "subscribe", "topic": "product:1", "since": "yesterday", "ref": 2})
+    assert ws.recv()["error"]["code"] == "invalid_cursor"
+    ws.send({"op": "subscribe", "topic": "admin", "ref": 3})
+    assert ws.recv()["error"]["code"] == "forbidden_topic"
+    ws.send({"op": "emit", "event": "nope", "data": {}, "ref": 4})
+    assert ws.recv()["error"]["code"] == "unknown_event"
+    ws.send_raw("x" * 5000)
+    assert ws.recv()["error"]["code"] == "frame_too_large"
+    assert ws.request({"op": "ping"})["ok"] is True
+    ws.close()
+
+
+def test_unauthenticated_or_foreign_origin_is_refused(server):
+    with pytest.raises(websocket.WebSocketBadStatusException) as err:
+        websocket.create_connection(server.url.replace("http", "ws") + "/ws", timeout=5)
+    assert err.value.status_code == 401
+    with pytest.raises(websocket.WebSocketBadStatusException) as err:
+        websocket.create_connection(server.url.replace("http", "ws") + f"/ws?token={token('u')}",
+                                    timeout=5, origin="https://evil.example")
+    assert err.value.status_code == 403
+
+
+def test_a_flooding_client_is_closed_with_1008(server):
+    ws = WsClient(server.url, token("u-flood"))
+    for _ in range(200):
+        try:
+            ws.send({"op": "ping"})
+        except (BrokenPipeError, ConnectionResetError, websocket.WebSocketConnectionClosedException):
+            break
+    code = None
+    try:
+        while True:
+            opcode, data = ws.ws.recv_data(control_frame=True)
+            if opcode == websocket.ABNF.OPCODE_CLOSE:
+                code = int.from_bytes(data[:2], "big")
+                break
+    except (websocket.WebSocketConnectionClosedException, ConnectionResetError):
+        pass
+    assert code == 1008
+
+
+def test_a_client_that_does_not_read_is_cut_off_not_buffered(server):
+    topic = f"product:{uuid.uuid4().hex[:8]}"
+    ws = websocket.WebSocket()
+    ws.connect(server.url.replace("http", "ws") + f"/ws?token={token('u-slow')}", timeout=10,
+               sockopt=[(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)])
+    ws.send(json.dumps({"op": "subscribe", "topic": topic, "ref": "s"}))
+    assert json.loads(ws.recv())["ok"] is True
+    big = "y" * 60_000
+    session = requests.Session()
+    closed = False
+    for i in range(400):
+        session.post(f"{server.url}/api/v1/broadcast", headers=auth("store", "service"),
+                     json={"topic": topic, "event": "blob", "data": {"i": i, "pad": big}}, timeout=10)
+        metrics = session.get(f"{server.url}/metrics", timeout=10).text
+        if 'switchboard_connections_closed_total{reason="outbox_full"}' in metrics:
+            closed = True
+            break
+    assert closed, "the server kept buffering for a client that never reads"
+    ws.close()
