@@ -21,10 +21,13 @@ class BroadcastIn(BaseModel):
     data: Any = None
     idempotency_key: str | None = Field(default=None, min_length=1, max_length=128)
     ephemeral: bool = False
+    delay_seconds: float | None = Field(default=None, gt=0, le=7 * 86400,
+                                        description="publish later, from a Celery worker")
 
 
 class BroadcastOut(BaseModel):
     id: str | None
+    scheduled: bool = False
 
 
 @bp.post("/broadcast")
@@ -37,7 +40,13 @@ def publish_event(me, payload: BroadcastIn):
         parse_topic(payload.topic)
     except TopicError as exc:
         raise ApiError(exc.status, exc.code, exc.message) from None
+    if payload.delay_seconds:
+        from tasks import enqueue
+        from tasks.broadcast import publish_event as task
+        enqueue(task, payload.topic, payload.event, payload.data, payload.idempotency_key,
+                countdown=payload.delay_seconds)
+        return {"id": None, "scheduled": True}, 202
     cursor = broadcast.publish(payload.topic, payload.event, payload.data,
                                ephemeral=payload.ephemeral,
                                idempotency_key=payload.idempotency_key)
-    return {"id": cursor}, 202
+    return {"id": cursor, "scheduled": False}, 202
