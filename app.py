@@ -21,7 +21,7 @@ def create_app(settings: Settings | None = None, *, background: bool = True,
                **overrides) -> Flask:
     """Build the app. `background=False` skips the loops and the embedded worker (tests)."""
     from api import broadcast as broadcast_api
-    from api import ops
+    from api import chat, inventory, notifications, ops, orders, stats
     from api.errors import register_error_handlers
     from api.ratelimit import init_limiter
     from broadcast import views as realtime
@@ -40,7 +40,8 @@ def create_app(settings: Settings | None = None, *, background: bool = True,
     CORS(app, resources={r"/api/*": {"origins": list(settings.allowed_origins)}},
          supports_credentials=False, expose_headers=["Retry-After"])
     init_limiter(app, settings)
-    for bp in (ops.bp, realtime.bp, broadcast_api.bp):
+    for bp in (ops.bp, realtime.bp, broadcast_api.bp, stats.bp, chat.bp, notifications.bp,
+               orders.bp, inventory.bp):
         app.register_blueprint(bp)
     if not settings.production:
         from api import dev
@@ -71,6 +72,15 @@ def create_app(settings: Settings | None = None, *, background: bool = True,
     return app
 
 
+def _seed_demo(settings: Settings) -> None:
+    from demo_data import seed_all
+    from models import make_engine, make_session_factory, session_scope
+    engine = make_engine(settings.database_url)
+    with session_scope(make_session_factory(engine)) as session:
+        seed_all(session)
+    engine.dispose()
+
+
 def serve() -> None:
     """Embedded mode: migrate, then gunicorn with one gevent worker in the foreground."""
     from gunicorn.app.base import BaseApplication
@@ -79,6 +89,7 @@ def serve() -> None:
 
     settings = Settings.from_env()
     upgrade(settings.database_url)
+    _seed_demo(settings)
 
     class _Server(BaseApplication):
         def load_config(self):

@@ -40,11 +40,22 @@ class SwitchboardTask(Task):
         return get_services()
 
 
-celery_app = Celery("switchboard", task_cls=SwitchboardTask,
-                    include=["tasks.broadcast", "tasks.maintenance"])
+TASK_MODULES = ["tasks.broadcast", "tasks.maintenance", "tasks.routing", "tasks.notifications",
+                "tasks.tracking", "tasks.inventory"]
+
+celery_app = Celery("switchboard", task_cls=SwitchboardTask, include=TASK_MODULES)
 celery_app.config_from_object("celeryconfig")
 
 import tasks.metrics  # noqa: E402,F401  (connects the task signals)
+
+
+@celery_app.on_after_finalize.connect
+def _merge_beat_schedules(sender, **_):
+    """Each queue's module declares its periodic tasks in BEAT_SCHEDULE."""
+    import importlib
+    for name in TASK_MODULES:
+        module = importlib.import_module(name)
+        sender.conf.beat_schedule.update(getattr(module, "BEAT_SCHEDULE", {}))
 
 
 def enqueue(task: Task, *args: Any, session: Session | None = None, **options: Any) -> None:
@@ -53,6 +64,14 @@ def enqueue(task: Task, *args: Any, session: Session | None = None, **options: A
         after_commit(session, task.apply_async, args=args, **options)
     else:
         task.apply_async(args=args, **options)
+
+
+def enqueue_named(name: str, *args: Any, session: Session | None = None, **options: Any) -> None:
+    """Send a task by its name (domain code needs no task objects); routed by celeryconfig."""
+    if session is not None:
+        after_commit(session, celery_app.send_task, name, args=args, **options)
+    else:
+        celery_app.send_task(name, args=args, **options)
 
 
 def broker_ok() -> bool:
