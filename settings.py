@@ -53,6 +53,11 @@ class Settings:
     rate_limit_user: str = "600/minute"
     rate_limit_address: str = "1200/minute"
 
+    # Chat and routing (issue 3) settings go below this line.
+
+    # Notification settings (issue 4) go below this line.
+
+    # Orders and inventory (issue 5) settings go below this line.
     reservation_ttl_seconds: int = 900
 
     @property
