@@ -1,47 +1,56 @@
-"""HTTP rate limits per user (or per address without a token), on Redis when configured."""
+"""HTTP rate limits: per user (per address without a token) and per address, on Redis when configured."""
 from __future__ import annotations
+
+import time
 
 import jwt
 from flask import Flask, request
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
+from limits import parse
 
+from api.errors import ApiError
 from settings import Settings
 
 _EXEMPT_PATHS = ("/healthz", "/readyz", "/metrics", "/ws", "/events", "/poll", "/static/")
 
 
 def init_limiter(app: Flask, settings: Settings) -> Limiter:
-    def caller() -> str:
+    def claims() -> dict:
         header = request.headers.get("Authorization", "")
         if header.lower().startswith("bearer "):
             try:
-                claims = jwt.decode(header[7:].strip(), settings.jwt_secret, algorithms=["HS256"])
-                return f"user:{claims.get('sub')}"
+                return jwt.decode(header[7:].strip(), settings.jwt_secret, algorithms=["HS256"])
             except jwt.PyJWTError:
                 pass
-        return f"addr:{get_remote_address()}"
+        return {}
+
+    def caller() -> str:
+        sub = claims().get("sub")
+        return f"user:{sub}" if sub else f"addr:{get_remote_address()}"
 
     def exempt() -> bool:
         if request.path.startswith(_EXEMPT_PATHS):
             return True
         # The store's backend publishes and notifies in bulk: it is not throttled per call.
-        return _role() == "service"
+        return claims().get("role") == "service"
 
-    def _role() -> str | None:
-        header = request.headers.get("Authorization", "")
-        if not header.lower().startswith("bearer "):
-            return None
-        try:
-            return jwt.decode(header[7:].strip(), settings.jwt_secret, algorithms=["HS256"]).get("role")
-        except jwt.PyJWTError:
-            return None
-
-    storage = settings.redis_url or "memory://"
     limiter = Limiter(
-        key_func=caller, app=app, storage_uri=storage,
-        default_limits=[settings.rate_limit_user],
-        default_limits_exempt_when=exempt,
-        headers_enabled=True, key_prefix=settings.redis_prefix + "rl",
-        strategy="moving-window")
+        key_func=caller, app=app, storage_uri=settings.redis_url or "memory://",
+        default_limits=[settings.rate_limit_user], default_limits_exempt_when=exempt,
+        headers_enabled=True, key_prefix=settings.redis_prefix + "rl", strategy="moving-window")
+    per_address = parse(settings.rate_limit_address)
+
+    @app.before_request
+    def _per_address_ceiling():
+        # Many users behind one address (or one client minting tokens) share this ceiling.
+        if exempt():
+            return
+        key = f"addr:{get_remote_address()}"
+        if not limiter.limiter.hit(per_address, key):
+            reset = limiter.limiter.get_window_stats(per_address, key).reset_time
+            raise ApiError(429, "rate_limited",
+                           f"rate limit exceeded ({settings.rate_limit_address} per address)",
+                           headers={"Retry-After": str(max(1, int(reset - time.time())))})
+
     return limiter

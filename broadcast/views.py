@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections import Counter
 from typing import Any
 
 from flask import Blueprint, Response, current_app, request, stream_with_context
@@ -50,17 +51,32 @@ def _authorize_all(me, topics: list[str]) -> None:
                 raise ApiError(exc.status, exc.code, exc.message) from None
 
 
+_open_per_user: Counter[str] = Counter()
+
+
+def check_connection_cap(services, me) -> None:
+    """At most `max_connections_per_user` WebSocket/SSE connections per user in this process."""
+    if _open_per_user[me.id] >= services.settings.max_connections_per_user:
+        raise ApiError(429, "too_many_connections",
+                       f"at most {services.settings.max_connections_per_user} open connections per user",
+                       headers={"Retry-After": "5"})
+
+
 class _Presence:
-    """Counts a connection in presence for as long as it is open."""
+    """Counts a connection (presence, per-user cap) for as long as it is open."""
 
     def __init__(self, services, me) -> None:
         self.services, self.me = services, me
 
     def __enter__(self):
+        _open_per_user[self.me.id] += 1
         if self.services.presence.connect(self.me.id):
             self.services.announce(self.me.id, True)
 
     def __exit__(self, *exc):
+        _open_per_user[self.me.id] -= 1
+        if _open_per_user[self.me.id] <= 0:
+            del _open_per_user[self.me.id]
         if self.services.presence.disconnect(self.me.id):
             self.services.announce(self.me.id, False)
 
@@ -74,10 +90,11 @@ def websocket():
     me = authenticate(allow_query=True)
     if request.headers.get("Upgrade", "").lower() != "websocket":
         raise ApiError(400, "websocket_expected", "this endpoint speaks WebSocket only")
+    services = _services()
+    check_connection_cap(services, me)
     sock = raw_socket(request.environ)
     if sock is None or "gunicorn.socket" not in request.environ:
         raise ApiError(501, "websocket_unsupported", "run under gunicorn (make run / make up)")
-    services = _services()
     settings = services.settings
     conn = WebSocketConnection(me, sock, outbox_limit=settings.outbox_limit,
                                max_frame_bytes=settings.max_frame_bytes,
@@ -168,6 +185,7 @@ def events():
     """Server-Sent Events for ?topics=a,b; resumes from Last-Event-ID."""
     check_origin()
     me = authenticate(allow_query=True)
+    check_connection_cap(_services(), me)
     topics = _topics_arg()
     _authorize_all(me, topics)
     last = request.headers.get("Last-Event-ID") or request.args.get("last_event_id")

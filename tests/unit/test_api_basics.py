@@ -169,3 +169,10 @@ def test_production_refuses_the_dev_secret():
         Settings.from_env(env="production")
     assert Settings.from_env(database_url="postgresql://u@h/db").database_url.startswith(
         "postgresql+psycopg://")
+
+
+def test_rate_limit_per_address_covers_every_user_behind_it(make_app):
+    client = make_app(rate_limit_user="100/minute", rate_limit_address="4/minute").test_client()
+    statuses = [client.post("/api/v1/broadcast", json={"topic": "admin", "event": "x"},
+                            headers=bearer(f"a{i}", "admin")).status_code for i in range(5)]
+    assert statuses == [202, 202, 202, 202, 429]
