@@ -88,3 +88,25 @@ def test_a_client_that_does_not_read_is_cut_off_not_buffered(server):
             break
     assert closed, "the server kept buffering for a client that never reads"
     ws.close()
+
+
+def test_connections_per_user_are_capped(procs, stack_env):
+    env = {**stack_env, "SB_MAX_CONNECTIONS_PER_USER": "2"}
+    server = procs.start(WebServer(env, procs.log_dir, "web-cap"))
+    first, second = (WsClient(server.url, token("u-cap")) for _ in range(2))
+    with pytest.raises(websocket.WebSocketBadStatusException) as err:
+        WsClient(server.url, token("u-cap"))
+    assert err.value.status_code == 429
+    other = WsClient(server.url, token("u-other"))  # the cap is per user
+    first.close()
+    third = None
+    import time
+    deadline = time.monotonic() + 10
+    while third is None:  # the server notices the close asynchronously
+        try:
+            third = WsClient(server.url, token("u-cap"))
+        except websocket.WebSocketBadStatusException:
+            assert time.monotonic() < deadline, "the closed connection was never released"
+            time.sleep(0.05)
+    for ws in (second, other, third):
+        ws.close()
