@@ -60,9 +60,11 @@ def test_a_flooding_client_is_closed_with_1008(server):
     code = None
     try:
         while True:
-            opcode, data = ws.ws.recv_data(control_frame=True)
-            if opcode == websocket.ABNF.OPCODE_CLOSE:
-                code = int.from_bytes(data[:2], "big")
+            # recv_frame, not recv_data: the latter answers a close frame itself,
+            # into a socket the server has already shut.
+            frame = ws.ws.recv_frame()
+            if frame.opcode == websocket.ABNF.OPCODE_CLOSE:
+                code = int.from_bytes(frame.data[:2], "big")
                 break
     except (websocket.WebSocketConnectionClosedException, ConnectionResetError):
         pass
