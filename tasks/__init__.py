@@ -114,9 +114,18 @@ def start_embedded_worker() -> None:
     if "worker" in _embedded:
         return
     worker = celery_app.WorkController(
-        pool_cls="solo", concurrency=1, queues=list(QUEUES), beat=True,
+        pool_cls="solo", concurrency=1, queues=list(QUEUES),
         without_heartbeat=True, without_mingle=True, without_gossip=True,
-        hostname="embedded@localhost", loglevel="WARNING", schedule_filename=None)
+        hostname="embedded@localhost", loglevel="WARNING")
     _embedded["worker"] = worker
-    thread = threading.Thread(target=worker.start, name="celery-embedded", daemon=True)
-    thread.start()
+    # The solo pool runs each task through `current_app`, which is per thread:
+    # on a thread of our own it would be Celery's default app, whose copies of
+    # our tasks lack SwitchboardTask.
+    celery_app.set_default()
+    threading.Thread(target=worker.start, name="celery-embedded", daemon=True).start()
+    # Beat on a thread too: the worker's own `beat=True` forks a process, and
+    # a forked child cannot share this process's in-memory broker.
+    from celery.beat import EmbeddedService
+    beat = EmbeddedService(celery_app, thread=True, scheduler_cls="celery.beat:Scheduler")
+    _embedded["beat"] = beat
+    beat.start()

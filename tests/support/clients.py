@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -133,4 +134,13 @@ class SseClient:
                 return item
 
     def close(self) -> None:
+        # Shut the socket first: closing the response alone waits for the
+        # reader thread's next chunk (up to a heartbeat away).
+        conn = getattr(self.response.raw, "_connection", None)
+        sock = getattr(conn, "sock", None)
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
         self.response.close()
