@@ -21,7 +21,8 @@ def create_app(settings: Settings | None = None, *, background: bool = True,
                **overrides) -> Flask:
     """Build the app. `background=False` skips the loops and the embedded worker (tests)."""
     from api import broadcast as broadcast_api
-    from api import chat, inventory, notifications, ops, orders, stats
+    from api import (chat, chat_pages, inventory, notification_pages, notifications, ops, orders,
+                     shop_pages, stats)
     from api.errors import register_error_handlers
     from api.ratelimit import init_limiter
     from broadcast import views as realtime
@@ -40,8 +41,8 @@ def create_app(settings: Settings | None = None, *, background: bool = True,
     CORS(app, resources={r"/api/*": {"origins": list(settings.allowed_origins)}},
          supports_credentials=False, expose_headers=["Retry-After"])
     init_limiter(app, settings)
-    for bp in (ops.bp, realtime.bp, broadcast_api.bp, stats.bp, chat.bp, notifications.bp,
-               orders.bp, inventory.bp):
+    for bp in (ops.bp, realtime.bp, broadcast_api.bp, stats.bp, chat.bp, chat_pages.bp,
+               notifications.bp, notification_pages.bp, orders.bp, inventory.bp, shop_pages.bp):
         app.register_blueprint(bp)
     if not settings.production:
         from api import dev
@@ -69,6 +70,9 @@ def create_app(settings: Settings | None = None, *, background: bool = True,
         if settings.embedded:
             from tasks import start_embedded_worker
             start_embedded_worker()
+            # Seeded here, in the serving process, so the tasks that seeding
+            # queues reach this process's in-memory broker.
+            _seed_demo(settings)
     return app
 
 
@@ -89,7 +93,6 @@ def serve() -> None:
 
     settings = Settings.from_env()
     upgrade(settings.database_url)
-    _seed_demo(settings)
 
     class _Server(BaseApplication):
         def load_config(self):
@@ -98,6 +101,7 @@ def serve() -> None:
             self.cfg.set("workers", 1)  # the embedded bus and broker live in this one process
             self.cfg.set("worker_connections", 20000)
             self.cfg.set("timeout", 120)
+            self.cfg.set("graceful_timeout", 5)
 
         def load(self):
             return create_app(settings)

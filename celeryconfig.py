@@ -17,7 +17,7 @@ result_backend = _redis
 broker_connection_retry_on_startup = True
 # ETAs (a 15-minute reservation expiry) must not be redelivered early:
 # the visibility timeout is longer than any countdown we use.
-broker_transport_options = {"visibility_timeout": 2 * 3600, "global_keyprefix": _prefix + "celery:"}
+broker_transport_options = {"visibility_timeout": 3600, "global_keyprefix": _prefix + "celery:"}
 result_backend_transport_options = {"global_keyprefix": _prefix + "celery:"}
 result_expires = 3600
 

@@ -54,11 +54,43 @@ class Settings:
     rate_limit_address: str = "1200/minute"
 
     # Chat and routing (issue 3) settings go below this line.
+    typing_throttle_seconds: float = 2.0    # one user:typing per user and conversation per interval
+    agent_grace_seconds: int = 120          # an offline agent keeps their conversations this long
+    unanswered_timeout_seconds: int = 0     # customer message unanswered this long: re-route (0 = off)
+    language_hold_seconds: int = 600        # non-VIP waits this long for a busy agent who covers it
+    routing_sweep_seconds: float = 15.0     # periodic re-score of the waiting queue
+    attachment_max_bytes: int = 900_000     # under the 1 MiB request cap
+    attachment_types: str = "image/png,image/jpeg,image/gif,image/webp,application/pdf,text/plain"
+    attachment_dir: str = ""                # default: ./var/attachments
 
     # Notification settings (issue 4) go below this line.
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 25
+    smtp_user: str = ""
+    smtp_password: str = ""
+    smtp_starttls: bool = False
+    email_from: str = "Switchboard <no-reply@switchboard.local>"
+    sms_base_url: str = "https://api.twilio.com"  # Twilio's REST shape; any compatible provider
+    sms_account_sid: str = ""
+    sms_auth_token: str = ""
+    sms_from: str = ""
+    fcm_credentials_file: str = ""   # a service-account JSON; empty = FCM off
+    fcm_base_url: str = ""           # empty = Google's endpoint; a stand-in's URL in tests
+    vapid_private_key: str = ""      # PEM, a PEM file's path, or base64url raw; see providers/webpush.py
+    vapid_public_key: str = ""       # base64url uncompressed point (the browser's applicationServerKey)
+    vapid_subject: str = "mailto:ops@switchboard.local"
+    provider_timeout_seconds: float = 10.0
+    notification_batch_size: int = 100
 
     # Orders and inventory (issue 5) settings go below this line.
     reservation_ttl_seconds: int = 900
+    reservation_sweep_seconds: float = 5.0   # beat: expire holds a lost ETA task missed
+    tracking_sweep_seconds: float = 10.0     # beat: enqueue the carrier polls that are due
+    tracking_poll_seconds: int = 300         # between polls of one order
+    tracking_max_days: int = 7               # stop polling an undelivered order after this
+    tracking_backoff_max_seconds: int = 3600  # a failing carrier is polled at most this rarely
+    simulated_poll_seconds: int = 20         # the simulated carrier's step (a demo carrier)
+    carriers_json: str = ""                  # HTTP JSON carriers: {name: {url, status_map, ...}}
 
     @property
     def embedded(self) -> bool:

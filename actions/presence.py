@@ -26,8 +26,16 @@ def presence_topics(session: Session, user_id: str) -> list[str]:
     return topics
 
 
-def announce(session: Session, user_id: str, online: bool) -> None:
+def announce(session: Session, user_id: str, online: bool,
+             grace_seconds: float | None = None) -> None:
+    """Presence events; for an agent, a dropped connection also means nothing new is
+    assigned until they are back (their conversations wait out the grace period)."""
+    from actions.chat_agents import connection_changed
     event = "user:online" if online else "user:offline"
     data = {"user_id": user_id, "timestamp": datetime.now(timezone.utc).isoformat()}
     for topic in presence_topics(session, user_id):
         publish(topic, event, data, ephemeral=True)
+    if grace_seconds is None:
+        from services import get_services
+        grace_seconds = get_services().settings.agent_grace_seconds
+    connection_changed(session, user_id, online, grace_seconds)

@@ -21,8 +21,10 @@ class BroadcastIn(BaseModel):
     data: Any = None
     idempotency_key: str | None = Field(default=None, min_length=1, max_length=128)
     ephemeral: bool = False
-    delay_seconds: float | None = Field(default=None, gt=0, le=7 * 86400,
-                                        description="publish later, from a Celery worker")
+    # Below the broker's visibility timeout (celeryconfig), past which Redis
+    # would hand a waiting ETA task to a second worker.
+    delay_seconds: float | None = Field(default=None, gt=0, le=3000,
+                                        description="publish later (at most 50 minutes), from a Celery worker")
 
 
 class BroadcastOut(BaseModel):

@@ -1,6 +1,569 @@
-"""HTTP API for chat (PROTOCOL.md). Thin: parse, authorise, call actions.chat."""
+"""HTTP API for chat (PROTOCOL.md section 4). Thin: parse, authorise, call the actions.
+
+The WebSocket `emit` commands at the end call the same actions.
+"""
 from __future__ import annotations
 
-from flask import Blueprint
+import base64
+import re
+from collections.abc import Callable
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from flask import Blueprint, Response, current_app, request
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from sqlalchemy.exc import IntegrityError
+
+from actions import chat, chat_agents, routing
+from actions.chat_errors import ChatError
+from actions.chat_storage import StorageError, storage_for
+from api.auth import require
+from api.errors import ApiError
+from api.openapi import _validation_message, body, query, responds
+from api.stats import stats_section
+from broadcast.commands import CommandError, command
 
 bp = Blueprint("chat", __name__, url_prefix="/api/v1")
+
+ID = r"^[A-Za-z0-9_.:-]{1,64}$"
+_ID = re.compile(ID)
+Id = Field(min_length=1, max_length=64, pattern=ID)
+
+
+def _services():
+    from services import get_services
+    try:
+        return current_app.extensions["switchboard"]
+    except RuntimeError:  # outside a request: a WebSocket command runs in the app's process
+        return get_services()
+
+
+def check_id(value: str, what: str = "id") -> str:
+    if not _ID.match(value or ""):
+        raise ApiError(400, "invalid_id", f"{what} must be 1-64 characters of [A-Za-z0-9_.:-]")
+    return value
+
+
+def run(fn: Callable[[Any], Any], retry_conflict: bool = False) -> Any:
+    """Run `fn(session)` in one transaction; a ChatError becomes the JSON error.
+
+    With `retry_conflict`, a unique-key race (two sends with one client_id) is
+    retried once in a fresh transaction, which then finds the first row.
+    """
+    services = _services()
+    for attempt in (0, 1):
+        try:
+            with services.session() as session:
+                return fn(session)
+        except ChatError as exc:
+            raise ApiError(exc.status, exc.code, exc.message) from None
+        except IntegrityError:
+            if not retry_conflict or attempt:
+                raise ApiError(409, "conflict", "a concurrent change won; try again") from None
+
+
+# ---- schemas -------------------------------------------------------------------
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Metadata(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    source: Literal["web", "mobile", "facebook", "line"] = "web"
+    initial_url: str | None = Field(default=None, max_length=2048)
+    user_agent: str | None = Field(default=None, max_length=1024)
+    language: str | None = Field(default=None, max_length=16)
+
+
+class ConversationIn(Strict):
+    tags: list[str] = Field(default_factory=list, max_length=20)
+    priority: Literal["low", "medium", "high", "urgent"] = "medium"
+    metadata: Metadata = Field(default_factory=Metadata)
+    text: str | None = Field(default=None, min_length=1, max_length=chat.MAX_TEXT)
+
+
+class ConversationOut(BaseModel):
+    id: str
+    customer_id: str
+    agent_id: str | None
+    status: str
+    priority: str
+    tags: list[str]
+    metadata: dict
+    created_at: str
+    last_message_at: str | None
+    resolved_at: str | None
+
+
+class ConversationList(BaseModel):
+    conversations: list[dict]
+    next_cursor: str | None
+
+
+class ListParams(Strict):
+    status: Literal["active", "waiting", "resolved", "archived"] | None = None
+    limit: int = Field(default=20, ge=1, le=100)
+    cursor: str | None = Field(default=None, max_length=200)
+
+
+class Content(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    text: str | None = Field(default=None, max_length=chat.MAX_TEXT)
+    attachments: list[dict] = Field(default_factory=list, max_length=10)
+    metadata: dict = Field(default_factory=dict)
+
+
+class MessageIn(Strict):
+    client_id: str | None = Field(default=None, min_length=1, max_length=64)
+    message_type: Literal["text", "image", "file", "quick_reply"] = "text"
+    content: Content
+    private: bool = False
+
+
+class MessageOut(BaseModel):
+    id: str
+    conversation_id: str
+    client_id: str | None
+    sender_id: str
+    sender_type: str
+    content: dict
+    message_type: str
+    status: str
+    created_at: str
+    updated_at: str
+
+
+class HistoryParams(Strict):
+    after: str | None = Field(default=None, max_length=64)
+    before: str | None = Field(default=None, max_length=64)
+    limit: int = Field(default=50, ge=1, le=200)
+
+
+class MessageRef(Strict):
+    message_id: str = Id
+
+
+class TransferIn(Strict):
+    to_agent_id: str | None = Field(default=None, min_length=1, max_length=64, pattern=ID)
+
+
+class RatingIn(Strict):
+    score: int = Field(ge=1, le=5)
+    comment: str | None = Field(default=None, max_length=2000)
+
+
+class AgentIn(Strict):
+    name: str = Field(min_length=1, max_length=255)
+    email: str | None = Field(default=None, max_length=320, pattern=r"^[^@\s]+@[^@\s]+$")
+    skills: list[Annotated[str, Field(min_length=1, max_length=40)]] = Field(default_factory=list,
+                                                                              max_length=50)
+    concurrent_limit: int = Field(default=3, ge=0, le=100)
+
+
+class AgentOut(BaseModel):
+    id: str
+    name: str | None
+    email: str | None
+    status: str
+    skills: list[str]
+    concurrent_limit: int
+    current_conversations: int
+    response_time_avg: float | None
+    satisfaction_rating: float | None
+
+
+class StatusIn(Strict):
+    status: Literal["online", "busy", "offline"]
+
+
+class CustomerIn(Strict):
+    name: str | None = Field(default=None, max_length=255)
+    email: str | None = Field(default=None, max_length=320)
+    phone: str | None = Field(default=None, max_length=32)
+    language: str | None = Field(default=None, max_length=16)
+    is_vip: bool | None = None
+    lifetime_value: float | None = Field(default=None, ge=0, le=1e12)
+
+
+class CannedIn(Strict):
+    text: str = Field(min_length=1, max_length=chat.MAX_TEXT)
+
+
+# ---- conversations ----------------------------------------------------------------
+
+def _encode_cursor(item: dict) -> str:
+    return base64.urlsafe_b64encode(f"{item['created_at']}|{item['id']}".encode()).decode()
+
+
+def _decode_cursor(raw: str) -> tuple[datetime, str]:
+    try:
+        at, cid = base64.urlsafe_b64decode(raw.encode()).decode().split("|", 1)
+        return datetime.fromisoformat(at.replace("Z", "+00:00")), cid
+    except (ValueError, UnicodeDecodeError):
+        raise ApiError(400, "invalid_cursor", "cursor is not one this API returned") from None
+
+
+@bp.post("/conversations")
+@require("customer")
+@body(ConversationIn)
+@responds(201, ConversationOut, "the conversation; routing starts")
+def create_conversation(me, payload: ConversationIn):
+    """Open a conversation (customer); `text` becomes the first message."""
+    conv = run(lambda s: chat.conversation_json(chat.create_conversation(
+        s, me, tags=payload.tags, priority=payload.priority,
+        metadata=payload.metadata.model_dump(exclude_none=True), text=payload.text)))
+    return conv, 201
+
+
+@bp.get("/conversations")
+@require()
+@query(ListParams)
+@responds(200, ConversationList)
+def list_conversations(me, params: ListParams):
+    """The caller's visible conversations, newest first (agents also see the waiting queue)."""
+    cursor = _decode_cursor(params.cursor) if params.cursor else None
+    items = run(lambda s: chat.list_conversations(s, me, status=params.status,
+                                                  limit=params.limit, cursor=cursor))
+    nxt = _encode_cursor(items[-1]) if len(items) == params.limit else None
+    return {"conversations": items, "next_cursor": nxt}
+
+
+@bp.get("/conversations/<cid>")
+@require()
+@responds(200, ConversationOut)
+def get_conversation(me, cid: str):
+    """One conversation (participant, admin)."""
+    check_id(cid)
+
+    presence = _services().presence
+
+    def fn(s):
+        conv = chat.access_conversation(s, me, cid)
+        online = {"customer": bool(presence and presence.is_online(conv.customer_id)),
+                  "agent": bool(presence and conv.agent_id and presence.is_online(conv.agent_id))}
+        return chat.conversation_json(conv, unread_count=chat.unread_counts(s, me, [cid]).get(cid, 0),
+                                      presence=online)
+    return run(fn)
+
+
+@bp.post("/conversations/<cid>/messages")
+@require()
+@body(MessageIn)
+@responds(201, MessageOut, "the new message")
+@responds(200, MessageOut, "a repeated client_id: the first message")
+def post_message(me, cid: str, payload: MessageIn):
+    """Send a message (participant); `private: true` is an agents-only note."""
+    check_id(cid)
+    msg, created = send(me, cid, payload)
+    return msg, 201 if created else 200
+
+
+def send(me, cid: str, payload: MessageIn) -> tuple[dict, bool]:
+    services = _services()
+    presence = services.presence
+
+    def fn(s):
+        msg, created = chat.send_message(
+            s, me, cid, content=payload.content.model_dump(), message_type=payload.message_type,
+            client_id=payload.client_id, private=payload.private,
+            is_online=presence.is_online if presence is not None else None)
+        return chat.message_json(msg), created
+    return run(fn, retry_conflict=True)
+
+
+@bp.get("/conversations/<cid>/messages")
+@require()
+@query(HistoryParams)
+def get_messages(me, cid: str, params: HistoryParams):
+    """History, oldest first; `after`/`before` are message ids."""
+    check_id(cid)
+    messages = run(lambda s: chat.history(s, me, cid, after=params.after, before=params.before,
+                                          limit=params.limit))
+    return {"messages": messages}
+
+
+@bp.post("/conversations/<cid>/read")
+@require()
+@body(MessageRef)
+def read(me, cid: str, payload: MessageRef):
+    """Mark a message and every one before it read for the caller."""
+    check_id(cid)
+    return run(lambda s: chat.mark_read(s, me, payload.message_id, cid), retry_conflict=True)
+
+
+@bp.post("/conversations/<cid>/delivered")
+@require()
+@body(MessageRef)
+def delivered(me, cid: str, payload: MessageRef):
+    """The caller's client received a message."""
+    check_id(cid)
+    return run(lambda s: chat.mark_delivered(s, me, payload.message_id, cid), retry_conflict=True)
+
+
+@bp.post("/conversations/<cid>/typing")
+@require()
+def typing(me, cid: str):
+    """Ephemeral `user:typing` (throttled per user)."""
+    check_id(cid)
+    interval = _services().settings.typing_throttle_seconds
+    return run(lambda s: chat.typing(s, me, cid, interval))
+
+
+@bp.post("/conversations/<cid>/join")
+@require()
+def join(me, cid: str):
+    """`conversation:join` (the caller opened the conversation)."""
+    check_id(cid)
+    return run(lambda s: chat.join(s, me, cid))
+
+
+@bp.post("/conversations/<cid>/leave")
+@require()
+def leave(me, cid: str):
+    """`conversation:leave`."""
+    check_id(cid)
+    return run(lambda s: chat.leave(s, me, cid))
+
+
+@bp.post("/conversations/<cid>/transfer")
+@require("agent", "admin")
+@body(TransferIn)
+def transfer(me, cid: str, payload: TransferIn):
+    """To a named agent, or with `to_agent_id: null` back to the queue (`agent:transfer`)."""
+    check_id(cid)
+    return run(lambda s: chat.conversation_json(routing.transfer(s, me, cid, payload.to_agent_id)))
+
+
+@bp.post("/conversations/<cid>/resolve")
+@require("agent", "admin")
+def resolve(me, cid: str):
+    """Resolved; the agent's slot is freed."""
+    check_id(cid)
+    return run(lambda s: chat.conversation_json(chat.resolve(s, me, cid)))
+
+
+@bp.post("/conversations/<cid>/archive")
+@require("agent", "admin")
+def archive(me, cid: str):
+    """`conversation:archived`."""
+    check_id(cid)
+    return run(lambda s: chat.conversation_json(chat.archive(s, me, cid)))
+
+
+@bp.post("/conversations/<cid>/rating")
+@require("customer")
+@body(RatingIn)
+def rating(me, cid: str, payload: RatingIn):
+    """Satisfaction once resolved; a second rating is 409."""
+    check_id(cid)
+    return run(lambda s: chat.conversation_json(chat.rate(s, me, cid, payload.score, payload.comment)))
+
+
+# ---- attachments ---------------------------------------------------------------------
+
+@bp.post("/conversations/<cid>/attachments")
+@require()
+def upload(me, cid: str):
+    """Upload a file (multipart `file`); returns the attachment to put in a message's content."""
+    check_id(cid)
+    settings = _services().settings
+    f = request.files.get("file")
+    if f is None or not f.filename:
+        raise ApiError(400, "missing_file", "send the file as multipart form field 'file'")
+    data = f.read(settings.attachment_max_bytes + 1)
+    try:
+        return run(lambda s: chat_storage_upload(s, me, cid, f.filename, f.mimetype, data, settings)), 201
+    except StorageError as exc:
+        raise ApiError(exc.status, exc.code, exc.message) from None
+
+
+def chat_storage_upload(session, me, cid, filename, content_type, data, settings):
+    from actions.chat_storage import upload_attachment
+    return upload_attachment(session, me, cid, filename, content_type, data,
+                             storage_for(settings), settings)
+
+
+@bp.get("/attachments/<aid>")
+@require(allow_query=True)
+def download(me, aid: str):
+    """An attachment's bytes (participants of its conversation)."""
+    check_id(aid)
+    from actions.chat_storage import read_attachment
+    settings = _services().settings
+    att, data = run(lambda s: read_attachment(s, me, aid, storage_for(settings)))
+    return Response(data, mimetype=att["content_type"], headers={
+        "Content-Disposition": f'attachment; filename="{att["safe_name"]}"',
+        "X-Content-Type-Options": "nosniff"})
+
+
+# ---- agents, customers, canned responses -------------------------------------------------
+
+@bp.put("/agents/<aid>")
+@require("admin")
+@body(AgentIn)
+@responds(200, AgentOut)
+def put_agent(me, aid: str, payload: AgentIn):
+    """Create or update an agent profile (admin)."""
+    check_id(aid)
+
+    def fn(s):
+        agent, created = chat_agents.put_agent(s, aid, name=payload.name, email=payload.email,
+                                               skills=payload.skills,
+                                               concurrent_limit=payload.concurrent_limit)
+        return chat_agents.agent_json(agent), created
+    agent, created = run(fn)
+    return agent, 201 if created else 200
+
+
+@bp.get("/agents")
+@require("agent", "admin")
+def get_agents(me):
+    """All agents with their live load."""
+    return {"agents": run(chat_agents.list_agents)}
+
+
+def _set_status(me, aid: str, status: str, create: bool) -> dict:
+    grace = _services().settings.agent_grace_seconds
+    return run(lambda s: chat_agents.agent_json(chat_agents.set_status(
+        s, aid, status, name=me.name if create else None, grace_seconds=grace, create=create)))
+
+
+@bp.put("/agents/me/status")
+@require("agent")
+@body(StatusIn)
+@responds(200, AgentOut)
+def put_my_status(me, payload: StatusIn):
+    """The calling agent's status (`agent:available`); a first call creates the profile."""
+    return _set_status(me, me.id, payload.status, create=True)
+
+
+@bp.put("/agents/<aid>/status")
+@require("admin")
+@body(StatusIn)
+@responds(200, AgentOut)
+def put_status(me, aid: str, payload: StatusIn):
+    """Any agent's status (admin)."""
+    check_id(aid)
+    return _set_status(me, aid, payload.status, create=False)
+
+
+@bp.put("/customers/<cust>")
+@require("service", "admin")
+@body(CustomerIn)
+def put_customer(me, cust: str, payload: CustomerIn):
+    """The store's view of a customer (VIP, value, language), used by routing."""
+    check_id(cust)
+    fields = payload.model_dump(exclude_unset=True)
+    return run(lambda s: chat_agents.customer_json(chat_agents.put_customer(s, cust, fields)))
+
+
+@bp.get("/canned-responses")
+@require("agent", "admin")
+def get_canned(me):
+    """Canned responses (agent shortcuts)."""
+    return {"canned_responses": run(chat_agents.list_canned)}
+
+
+@bp.put("/canned-responses/<shortcut>")
+@require("agent", "admin")
+@body(CannedIn)
+def put_canned(me, shortcut: str, payload: CannedIn):
+    """Create or replace a canned response."""
+    check_id(shortcut, "shortcut")
+    return run(lambda s: chat_agents.canned_json(chat_agents.put_canned(s, me, shortcut, payload.text)))
+
+
+@bp.delete("/canned-responses/<shortcut>")
+@require("admin")
+def delete_canned(me, shortcut: str):
+    """Remove a canned response (admin)."""
+    check_id(shortcut, "shortcut")
+    run(lambda s: chat_agents.delete_canned(s, shortcut))
+    return "", 204
+
+
+@stats_section("chat")
+def _chat_stats(session):
+    return chat_agents.chat_stats(session)
+
+
+# ---- the same commands over WebSocket `emit` ------------------------------------------------
+
+def _cmd(fn: Callable[[Any], Any], retry_conflict: bool = False) -> Any:
+    try:
+        return run(fn, retry_conflict)
+    except ApiError as exc:
+        raise CommandError(exc.code, exc.message, exc.status) from None
+
+
+def _parse(model: type[BaseModel], data: dict) -> Any:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        message, _ = _validation_message(exc)
+        raise CommandError("validation_error", message, 400) from None
+
+
+class ConvRef(BaseModel):
+    conversation_id: str = Id
+
+
+class SendCmd(MessageIn):
+    conversation_id: str = Id
+
+
+class ReceiptCmd(Strict):
+    message_id: str = Id
+    conversation_id: str | None = Field(default=None, min_length=1, max_length=64, pattern=ID)
+
+
+@command("message:send")
+def cmd_send(me, data: dict) -> dict:
+    p = _parse(SendCmd, data)
+    try:
+        msg, created = send(me, p.conversation_id, p)
+    except ApiError as exc:
+        raise CommandError(exc.code, exc.message, exc.status) from None
+    return {**msg, "duplicate": not created}
+
+
+@command("message:read")
+def cmd_read(me, data: dict) -> dict:
+    p = _parse(ReceiptCmd, data)
+    return _cmd(lambda s: chat.mark_read(s, me, p.message_id, p.conversation_id), True)
+
+
+@command("message:delivered")
+def cmd_delivered(me, data: dict) -> dict:
+    p = _parse(ReceiptCmd, data)
+    return _cmd(lambda s: chat.mark_delivered(s, me, p.message_id, p.conversation_id), True)
+
+
+@command("user:typing")
+def cmd_typing(me, data: dict) -> dict:
+    p = _parse(ConvRef, data)
+    interval = _services().settings.typing_throttle_seconds
+    return _cmd(lambda s: chat.typing(s, me, p.conversation_id, interval))
+
+
+@command("conversation:join")
+def cmd_join(me, data: dict) -> dict:
+    p = _parse(ConvRef, data)
+    return _cmd(lambda s: chat.join(s, me, p.conversation_id))
+
+
+@command("conversation:leave")
+def cmd_leave(me, data: dict) -> dict:
+    p = _parse(ConvRef, data)
+    return _cmd(lambda s: chat.leave(s, me, p.conversation_id))
+
+
+@command("agent:available")
+def cmd_available(me, data: dict) -> dict:
+    if me.role != "agent":
+        raise CommandError("forbidden", "only agents set their status", 403)
+    p = _parse(StatusIn, data)
+    grace = _services().settings.agent_grace_seconds
+    return _cmd(lambda s: chat_agents.agent_json(chat_agents.set_status(
+        s, me.id, p.status, name=me.name, grace_seconds=grace, create=True)))

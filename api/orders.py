@@ -1,6 +1,166 @@
-"""HTTP API for orders (PROTOCOL.md). Thin: parse, authorise, call actions.orders."""
+"""HTTP API for orders and carrier webhooks (PROTOCOL.md section 6).
+
+Thin: parse, authorise, call actions.orders / actions.tracking.
+"""
 from __future__ import annotations
 
-from flask import Blueprint
+import json
+import re
+from datetime import datetime
+from typing import Literal
+
+from flask import Blueprint, current_app, request
+from pydantic import BaseModel, Field
+
+from actions import orders, tracking
+from actions.orders import OrderError
+from api.auth import require
+from api.errors import ApiError
+from api.openapi import body, responds
+from api.stats import stats_section
+from models import Order
 
 bp = Blueprint("orders", __name__, url_prefix="/api/v1")
+
+ID = r"^[A-Za-z0-9_.:-]+$"
+Status = Literal["pending", "confirmed", "processing", "shipped", "in_transit", "out_for_delivery",
+                 "delivered", "cancelled", "returned", "failed_delivery"]
+
+
+def _services():
+    return current_app.extensions["switchboard"]
+
+
+def _check_id(value: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9_.:-]{1,64}", value):
+        raise ApiError(400, "invalid_id", "ids are at most 64 characters of [A-Za-z0-9_.:-]")
+    return value
+
+
+class OrderIn(BaseModel):
+    customer_id: str = Field(min_length=1, max_length=64, pattern=ID)
+    status: Status = "pending"
+    carrier: str | None = Field(default=None, max_length=64, pattern=ID)
+    tracking_number: str | None = Field(default=None, max_length=128)
+
+
+class Location(BaseModel):
+    latitude: float | None = Field(default=None, ge=-90, le=90)
+    longitude: float | None = Field(default=None, ge=-180, le=180)
+    address: str | None = Field(default=None, max_length=500)
+
+
+class StatusIn(BaseModel):
+    status: Status
+    location: Location | None = None
+    estimated_delivery: datetime | None = None
+    tracking_number: str | None = Field(default=None, max_length=128)
+    notes: str | None = Field(default=None, max_length=2000)
+
+
+class HistoryItem(BaseModel):
+    previous_status: str | None
+    status: str
+    location: dict | None
+    notes: str | None
+    timestamp: str
+
+
+class OrderOut(BaseModel):
+    id: str
+    customer_id: str
+    status: str
+    carrier: str | None
+    tracking_number: str | None
+    history: list[HistoryItem] = []
+
+
+def _fail(exc: OrderError) -> ApiError:
+    return ApiError(exc.status, exc.code, exc.message)
+
+
+@bp.put("/orders/<order_id>")
+@require("service", "admin")
+@body(OrderIn)
+@responds(200, OrderOut, "updated")
+@responds(201, OrderOut, "created")
+@responds(409, None, "a status change the lifecycle forbids")
+def put_order(order_id: str, me, payload: OrderIn):
+    """Create or update an order."""
+    try:
+        with _services().session() as session:
+            order, created = orders.upsert_order(
+                session, _check_id(order_id), customer_id=payload.customer_id,
+                status=payload.status, carrier=payload.carrier,
+                tracking_number=payload.tracking_number)
+            session.flush()
+            session.refresh(order)
+            out = orders.order_json(order)
+    except OrderError as exc:
+        raise _fail(exc) from None
+    return out, 201 if created else 200
+
+
+@bp.post("/orders/<order_id>/status")
+@require("service", "admin")
+@body(StatusIn)
+@responds(200, OrderOut, "the order after the change")
+@responds(409, None, "a transition the lifecycle forbids")
+def post_status(order_id: str, me, payload: StatusIn):
+    """Change an order's status (broadcast, notification, history)."""
+    try:
+        with _services().session() as session:
+            order = orders.change_status(
+                session, _check_id(order_id), payload.status,
+                location=payload.location.model_dump(exclude_none=True) if payload.location else None,
+                estimated_delivery=payload.estimated_delivery,
+                tracking_number=payload.tracking_number, notes=payload.notes, source="api")
+            session.flush()
+            session.refresh(order)
+            return orders.order_json(order)
+    except OrderError as exc:
+        raise _fail(exc) from None
+
+
+@bp.get("/orders/<order_id>")
+@require()
+@responds(200, OrderOut, "the order with its status history")
+def get_order(order_id: str, me):
+    """One order with its history (its customer, admin, the store's backend)."""
+    with _services().session() as session:
+        order = session.get(Order, _check_id(order_id))
+        if order is None or (me.role not in ("admin", "service") and order.customer_id != me.id):
+            raise ApiError(404, "not_found", f"no order {order_id}")
+        return orders.order_json(order)
+
+
+@bp.post("/carriers/<carrier>/webhook")
+@responds(200, None, "applied (or ignored when not a move the lifecycle allows)")
+def carrier_webhook(carrier: str):
+    """Tracking data pushed by a carrier, signed `X-Switchboard-Signature: sha256=<HMAC of the body>`."""
+    from providers.carriers import registry
+    services = _services()
+    adapter = registry(services.settings).get(carrier)
+    if adapter is None or not adapter.webhook_secret:
+        raise ApiError(404, "not_found", f"no carrier {carrier} taking webhooks")
+    raw = request.get_data(cache=True)
+    if not tracking.verify_signature(adapter.webhook_secret, raw,
+                                     request.headers.get("X-Switchboard-Signature")):
+        raise ApiError(401, "invalid_signature", "the webhook signature does not match")
+    try:
+        payload = json.loads(raw)
+    except ValueError:
+        raise ApiError(400, "invalid_json", "the body must be a JSON object") from None
+    number = payload.get("tracking_number") if isinstance(payload, dict) else None
+    if not isinstance(number, str) or not number:
+        raise ApiError(400, "validation_error", "tracking_number is required")
+    try:
+        with services.session() as session:
+            return tracking.webhook(session, carrier, number, adapter.parse(payload))
+    except OrderError as exc:
+        raise _fail(exc) from None
+
+
+@stats_section("orders")
+def _order_stats(session) -> dict:
+    return orders.order_stats(session)

@@ -13,6 +13,8 @@ ADAPTER=socketio; HEALTH=/health
 case $SERVER in
   switchboard)
     PORT=${SB_BENCH_PORT:-3004}; ADAPTER=switchboard; HEALTH=/healthz
+    # presence counts left by an earlier killed run would be reaped (and announced) during this one
+    redis-cli -h 127.0.0.1 -p 6379 --scan --pattern 'bench:pr:*' | xargs -r redis-cli -h 127.0.0.1 -p 6379 del >/dev/null
     (cd .. && exec env REDIS_URL=redis://127.0.0.1:6379/0 \
         DATABASE_URL="postgresql://postgres@127.0.0.1:5432/${SB_BENCH_DB:-sb_bench}" \
         REDIS_PREFIX=bench: PORT=$PORT SB_BIND_LOCAL=1 WEB_CONCURRENCY=1 \

@@ -43,6 +43,30 @@ class Connection:
             self.positions[ev.topic] = key
         self.send_event(ev)
 
+    def offer_many(self, topic: str, events: list[Event]) -> None:
+        """`offer` for several events of one topic, in order (the bus's batches)."""
+        held = self.held.get(topic)
+        if held is not None:
+            held.extend(events)
+            return
+        position = self.positions.get(topic) or (0, 0)
+        out = []
+        for ev in events:
+            key = ev.key
+            if key is not None:
+                if key <= position:
+                    continue
+                position = key
+                self.positions[topic] = key
+            out.append(ev)
+        if out:
+            self.send_events(out)
+
+    def send_events(self, events: list[Event]) -> None:
+        """Send several events in order; transports may write them at once."""
+        for ev in events:
+            self.send_event(ev)
+
     @property
     def topics(self) -> list[str]:
         return list(self.positions)
@@ -58,7 +82,7 @@ class Hub:
         self.connections: set[Connection] = set()
         self._lock = threading.RLock()
         self._on_delivered = on_delivered
-        bus.attach(self.dispatch)
+        bus.attach(_Dispatcher(self))
 
     def dispatch(self, ev: Event) -> None:
         conns = self.local.get(ev.topic)
@@ -72,6 +96,36 @@ class Hub:
                 conn.offer(ev)
         if self._on_delivered is not None:
             self._on_delivered(ev, len(targets))
+
+    def dispatch_many(self, events: list[Event]) -> None:
+        """`dispatch` for events that arrived together, in order.
+
+        Consecutive events of one topic go to each connection in one call, so a
+        transport can write them with one system call instead of one per event.
+        """
+        if len(events) == 1:
+            self.dispatch(events[0])
+            return
+        runs: list[tuple[str, list[Event]]] = []
+        for ev in events:
+            if runs and runs[-1][0] == ev.topic:
+                runs[-1][1].append(ev)
+            else:
+                runs.append((ev.topic, [ev]))
+        for topic, run in runs:
+            if len(run) == 1:
+                self.dispatch(run[0])
+                continue
+            conns = self.local.get(topic)
+            if not conns:
+                continue
+            with self._lock:
+                targets = tuple(conns)
+                for conn in targets:
+                    conn.offer_many(topic, run)
+            if self._on_delivered is not None:
+                for ev in run:
+                    self._on_delivered(ev, len(targets))
 
     def register(self, conn: Connection) -> None:
         with self._lock:
@@ -139,3 +193,16 @@ class Hub:
 
     def count(self, transport: str | None = None) -> int:
         return sum(1 for c in tuple(self.connections) if transport in (None, c.transport))
+
+
+class _Dispatcher:
+    """The hub as a bus listener: `listener(ev)`, and `listener.many(events)` for a batch."""
+
+    __slots__ = ("dispatch", "many")
+
+    def __init__(self, hub: Hub) -> None:
+        self.dispatch = hub.dispatch
+        self.many = hub.dispatch_many
+
+    def __call__(self, ev: Event) -> None:
+        self.dispatch(ev)

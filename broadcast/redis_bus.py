@@ -71,14 +71,24 @@ return {1, maxdel, redis.call('XRANGE', KEYS[1], ARGV[1], '+')}
 """
 
 
+# Live events handed to the hub together at most (those already read from the socket).
+_BATCH = 64
+
+
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
 class RedisBus:
     def __init__(self, url: str, prefix: str = "sb:", min_events: int = 1000,
-                 min_seconds: int = 600, idle_ttl: int = 86400) -> None:
-        self.redis = redis.Redis.from_url(url, health_check_interval=0)
+                 min_seconds: int = 600, idle_ttl: int = 86400, max_connections: int = 64,
+                 pool_timeout: float = 20.0) -> None:
+        # A blocking pool: under gevent thousands of greenlets may call Redis at
+        # once (a burst of connects); they wait for a connection instead of
+        # failing with "Too many connections" (redis-py's default pool is 100).
+        pool = redis.BlockingConnectionPool.from_url(
+            url, max_connections=max_connections, timeout=pool_timeout, health_check_interval=0)
+        self.redis = redis.Redis(connection_pool=pool)
         self.prefix = prefix
         self.min_events = min_events
         self.min_ms = min_seconds * 1000
@@ -176,7 +186,18 @@ class RedisBus:
                 self._replay_missed()
                 backoff = 0.1
                 for message in pubsub.listen():
-                    self._on_message(message)
+                    # Take whatever else already arrived, without waiting, and
+                    # hand it to the hub at once (one write per socket per batch).
+                    batch: list[Event] = []
+                    while message is not None:
+                        ev = self._on_message(message)
+                        if ev is not None:
+                            batch.append(ev)
+                        if len(batch) >= _BATCH:
+                            break
+                        message = pubsub.get_message(timeout=0.0)
+                    if batch:
+                        self._deliver_many(batch)
                     if self._closed:
                         return
             except Exception:  # noqa: BLE001 - the listener must outlive any failure
@@ -203,7 +224,8 @@ class RedisBus:
             for ev in events:
                 self._deliver(ev)
 
-    def _on_message(self, message: dict) -> None:
+    def _on_message(self, message: dict) -> Event | None:
+        """A live event from a pub/sub message; None for anything else."""
         kind = _text(message["type"])
         channel = _text(message["channel"])
         topic = channel[len(self.prefix) + 2:]
@@ -211,11 +233,29 @@ class RedisBus:
             ready = self._wanted.get(topic)
             if ready is not None:
                 ready.set()
-            return
+            return None
         if kind != "message" or not channel.startswith(self.prefix + "t:"):
-            return
+            return None
         eid, name, ts, frame = _text(message["data"]).split("\n", 3)
-        self._deliver(Event(topic, name, eid or None, frame, ts=int(ts)))
+        return Event(topic, name, eid or None, frame, ts=int(ts))
+
+    def _deliver_many(self, events: list[Event]) -> None:
+        if len(events) == 1:
+            self._deliver(events[0])
+            return
+        for ev in events:
+            if ev.id is not None:
+                self._last[ev.topic] = ev.id
+        for listener in self._listeners:
+            many = getattr(listener, "many", None)
+            try:
+                if many is not None:
+                    many(events)
+                else:
+                    for ev in events:
+                        listener(ev)
+            except Exception:  # noqa: BLE001 - one bad delivery must not stop the listener
+                log.exception("listener failed on a batch of %d events", len(events))
 
     def _deliver(self, ev: Event) -> None:
         if ev.id is not None:

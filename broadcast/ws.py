@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 import gevent
+import gevent.socket
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import (BytesMessage, CloseConnection, Ping, Request, TextMessage)
 from wsproto.frame_protocol import CloseReason
@@ -61,17 +62,47 @@ class WebSocketConnection(Connection):
                  max_frame_bytes: int, rate: float, burst: int) -> None:
         super().__init__(user)
         self.sock = sock
+        # Plain gevent sockets only: under TLS the wrapper must do the writing.
+        self.direct = type(sock) is gevent.socket.socket
         self.outbox: deque[memoryview] = deque()
         self.outbox_limit = outbox_limit
         self.max_frame_bytes = max_frame_bytes
         self.bucket = TokenBucket(rate, burst)
-        self.flushing = False
+        # Until serve() has written the handshake response, frames (a heartbeat
+        # ping, an event of the user topic joined before serve) wait in the
+        # outbox: nothing may reach the socket before the 101.
+        self.flushing = True
         self.closed = False
         self.last_seen = time.monotonic()
 
     # writing
     def send_event(self, ev: Event) -> None:
         self.write(ev.ws_bytes)
+
+    def send_events(self, events: list[Event]) -> None:
+        """Several events' frames with one system call (the queueing is per frame, as in write)."""
+        if self.closed or self.flushing:
+            for ev in events:
+                self.write(ev.ws_bytes)
+            return
+        frames = [ev.ws_bytes for ev in events]
+        data = b"".join(frames)
+        sent = self._send_now(data)
+        if sent is None or sent == len(data):
+            return
+        # Queue the unsent rest frame by frame, so the outbox limit counts frames.
+        view = memoryview(data)
+        start = 0
+        for frame in frames:
+            end = start + len(frame)
+            if end > sent:
+                if not self.flushing:
+                    self.outbox.append(view[max(start, sent):end])
+                    self.flushing = True
+                    gevent.spawn(self._flush)
+                else:
+                    self.write(frame)
+            start = end
 
     def send(self, obj: Any) -> None:
         self.write(text_frame(obj))
@@ -86,19 +117,29 @@ class WebSocketConnection(Connection):
                 return
             self.outbox.append(memoryview(data))
             return
-        try:
-            sent = self.sock.send(data, 0, timeout=0.0)
-        except BlockingIOError:
-            sent = 0
-        except OSError as exc:
-            if exc.errno not in (11, 35):  # EAGAIN / EWOULDBLOCK
-                self._abort()
-                return
-            sent = 0
-        if sent < len(data):
+        sent = self._send_now(data)
+        if sent is not None and sent < len(data):
             self.outbox.append(memoryview(data)[sent:])
             self.flushing = True
             gevent.spawn(self._flush)
+
+    def _send_now(self, data: bytes) -> int | None:
+        """What the kernel takes of `data` now; None when the socket failed (then aborted).
+
+        Calls the non-blocking OS socket under gevent's wrapper directly: this
+        runs once per subscriber per event, and must never wait anyway.
+        """
+        try:
+            if self.direct:
+                return self.sock._sock.send(data)
+            return self.sock.send(data, 0, timeout=0.0)
+        except BlockingIOError:
+            return 0
+        except OSError as exc:
+            if exc.errno in (11, 35):  # EAGAIN / EWOULDBLOCK
+                return 0
+            self._abort()
+            return None
 
     def _flush(self) -> None:
         try:
@@ -146,6 +187,7 @@ class WebSocketConnection(Connection):
             if isinstance(ev, Request):
                 from wsproto.events import AcceptConnection
                 self.sock.sendall(proto.send(AcceptConnection()))
+        self._flush()  # what was written before the handshake; then writes go straight out
         parts: list[str] = []
         size = 0
         oversized = False

@@ -49,6 +49,10 @@ class Agent(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     last_seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     offline_since: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # The status to restore when a dropped connection comes back (set when
+    # presence, not the agent, took them offline).
+    resume_status: Mapped[str | None] = mapped_column(String(16))
+    responses_count: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
 
 
 class Conversation(Base):
@@ -78,6 +82,8 @@ class Conversation(Base):
     resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     archived_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     waiting_since: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # Oldest customer message the assigned agent has not answered yet.
+    awaiting_reply_since: Mapped[datetime | None] = mapped_column(UTCDateTime())
     rating_score: Mapped[int | None] = mapped_column(Integer)
     rating_comment: Mapped[str | None] = mapped_column(Text)
     rated_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy import (JSON, Boolean, CheckConstraint, ForeignKey, Index, Integer, String,
                         Text, UniqueConstraint, false, text)
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.orm import Mapped, mapped_column, relationship, validates
 
 from models.base import Base, new_id, utcnow
 from models.types import UTCDateTime, one_of
@@ -89,8 +89,8 @@ def _endpoint_hash_default(context) -> str:  # noqa: ANN001
 
 
 class WebPushSubscription(Base):
-    """A browser PushSubscription. `endpoint_hash` is filled from `endpoint` on insert and
-    update; look a subscription up with `endpoint_hash == endpoint_hash(endpoint)`."""
+    """A browser PushSubscription. `endpoint_hash` is filled from `endpoint` whenever it is
+    set; look a subscription up with `endpoint_hash == endpoint_hash(endpoint)`."""
 
     __tablename__ = "webpush_subscriptions"
     __table_args__ = (Index(None, "user_id"),)
@@ -99,10 +99,16 @@ class WebPushSubscription(Base):
     user_id: Mapped[str] = mapped_column(String(64))
     endpoint: Mapped[str] = mapped_column(Text)
     endpoint_hash: Mapped[str] = mapped_column(
-        String(64), unique=True, default=_endpoint_hash_default, onupdate=_endpoint_hash_default)
+        String(64), unique=True, default=_endpoint_hash_default)
     p256dh: Mapped[str] = mapped_column(String(255))
     auth: Mapped[str] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    @validates("endpoint")
+    def _rehash(self, key: str, value: str) -> str:
+        # Not an `onupdate`: that runs for every UPDATE, also one that leaves the endpoint alone.
+        self.endpoint_hash = endpoint_hash(value)
+        return value
 
 
 class DeviceToken(Base):

@@ -36,3 +36,23 @@ def test_embedded_mode_serves_realtime_and_runs_delayed_tasks_on_time(procs, tmp
     assert frame["data"] == {"p": 9}
     ws.close()
     sse.close()
+
+
+def test_embedded_worker_expires_a_reservation_by_itself(procs, tmp_path):
+    env = {"DATABASE_URL": f"sqlite:///{tmp_path}/embedded.db", "RESERVATION_TTL_SECONDS": "2"}
+    server = procs.start(EmbeddedServer(env, procs.log_dir))
+    stock = requests.put(f"{server.url}/api/v1/products/kettle/stock", headers=auth("store"),
+                         json={"quantity": 3}, timeout=10)
+    assert stock.status_code == 200, stock.text
+    ws = WsClient(server.url, token("buyer"))
+    ws.subscribe("product:kettle")
+    held = requests.post(f"{server.url}/api/v1/reservations", headers=auth("buyer", "customer"),
+                         json={"product_id": "kettle", "quantity": 2}, timeout=10)
+    assert held.status_code == 201, held.text
+    ws.until(lambda f: f.get("event") == "inventory_update"
+             and f["data"]["available_quantity"] == 1)
+    # Nobody commits: the in-process worker expires the hold (ETA task or sweep).
+    back = ws.until(lambda f: f.get("event") == "inventory_update"
+                    and f["data"]["available_quantity"] == 3, timeout=20)
+    assert back["data"]["is_in_stock"] is True
+    ws.close()

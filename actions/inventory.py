@@ -1,0 +1,220 @@
+"""Stock per product, variant and location (PROTOCOL.md section 7): set, adjust, read.
+
+The invariant every writer keeps: `stock_levels.held` is the sum of the
+reservations of that level whose status is `held` (expired or not yet).
+Available stock is `on_hand - held` plus what those holds have already
+outlived, i.e. `on_hand - (unexpired holds)`: a hold past `expires_at` never
+counts, whether or not the sweep has processed it (actions/reservations.py).
+
+Concurrency: every writer takes the stock level's row lock first
+(`lock_level`), then touches reservations. One order for every transaction
+means no deadlocks; the lock serialises writers of one SKU, and the
+conditional updates and the table's CHECKs make an oversell impossible even
+if a caller forgot the lock.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from broadcast import publish
+from models import Product, Reservation, StockChange, StockLevel, User, utcnow
+
+CHANGE_TYPES = ("sale", "restock", "adjustment")
+DEFAULT_LOCATION = "default"
+
+
+class InventoryError(Exception):
+    """A refused change: `status` and `code` become the HTTP error."""
+
+    def __init__(self, status: int, code: str, message: str, **extra: Any) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message, self.extra = status, code, message, extra
+
+
+@dataclass(frozen=True)
+class LevelKey:
+    product_id: str
+    variant_id: str = ""
+    location: str = DEFAULT_LOCATION
+
+
+def _insert(session: Session):
+    if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    return insert
+
+
+def ensure_product(session: Session, product_id: str, low_stock_threshold: int | None = None) -> Product:
+    """The product row, created if missing (concurrent creators both succeed)."""
+    values: dict[str, Any] = {"id": product_id, "created_at": utcnow()}
+    if low_stock_threshold is not None:
+        values["low_stock_threshold"] = low_stock_threshold
+    session.execute(_insert(session)(Product).values(**values).on_conflict_do_nothing())
+    product = session.get(Product, product_id)
+    assert product is not None
+    if low_stock_threshold is not None and product.low_stock_threshold != low_stock_threshold:
+        product.low_stock_threshold = low_stock_threshold
+    return product
+
+
+def lock_level(session: Session, key: LevelKey, create: bool = False) -> StockLevel | None:
+    """The stock level row, locked FOR UPDATE (PostgreSQL) until the transaction ends."""
+    if create:
+        session.execute(_insert(session)(StockLevel).values(
+            product_id=key.product_id, variant_id=key.variant_id, location=key.location,
+            on_hand=0, held=0, low_stock_alerted=False, updated_at=utcnow(),
+        ).on_conflict_do_nothing())
+    stmt = (select(StockLevel).where(StockLevel.product_id == key.product_id,
+                                     StockLevel.variant_id == key.variant_id,
+                                     StockLevel.location == key.location)
+            .with_for_update().execution_options(populate_existing=True))
+    return session.scalars(stmt).one_or_none()
+
+
+def stale_holds(session: Session, level: StockLevel, now: datetime) -> int:
+    """Units still counted in `level.held` by holds that have outlived `expires_at`."""
+    return session.scalar(
+        select(func.coalesce(func.sum(Reservation.quantity), 0)).where(
+            Reservation.product_id == level.product_id, Reservation.variant_id == level.variant_id,
+            Reservation.location == level.location, Reservation.status == "held",
+            Reservation.expires_at <= now)) or 0
+
+
+def level_available(session: Session, level: StockLevel, now: datetime | None = None) -> int:
+    return level.on_hand - level.held + stale_holds(session, level, now or utcnow())
+
+
+def variant_available(session: Session, product_id: str, variant_id: str,
+                      now: datetime | None = None) -> int:
+    """Available units of one variant over every location: on hand minus unexpired holds."""
+    now = now or utcnow()
+    on_hand = session.scalar(select(func.coalesce(func.sum(StockLevel.on_hand), 0)).where(
+        StockLevel.product_id == product_id, StockLevel.variant_id == variant_id)) or 0
+    holds = session.scalar(select(func.coalesce(func.sum(Reservation.quantity), 0)).where(
+        Reservation.product_id == product_id, Reservation.variant_id == variant_id,
+        Reservation.status == "held", Reservation.expires_at > now)) or 0
+    return max(0, on_hand - holds)
+
+
+def stock_view(session: Session, product_id: str) -> dict[str, Any] | None:
+    """GET /products/{id}/stock; None when the product is unknown."""
+    if session.get(Product, product_id) is None:
+        return None
+    variants = session.scalars(select(StockLevel.variant_id).where(
+        StockLevel.product_id == product_id).distinct().order_by(StockLevel.variant_id)).all()
+    now = utcnow()
+    out = []
+    for variant_id in variants:
+        available = variant_available(session, product_id, variant_id, now)
+        out.append({"variant_id": variant_id or None, "available_quantity": available,
+                    "is_in_stock": available > 0})
+    return {"product_id": product_id, "variants": out}
+
+
+def record_change(session: Session, level: StockLevel, change_type: str, previous: int,
+                  current: int, delta: int) -> None:
+    """After any change of one level: audit row, `inventory_update`, `inventory_alert`, low stock.
+
+    Quantities are *available* units (what a shopper can still buy). Events go
+    out after the commit; a rolled back change announces nothing.
+    """
+    now = utcnow()
+    session.add(StockChange(product_id=level.product_id, variant_id=level.variant_id,
+                            location=level.location, change_type=change_type, delta=delta,
+                            previous_quantity=previous, current_quantity=current, created_at=now))
+    session.flush()
+    variant = level.variant_id or None
+    available = variant_available(session, level.product_id, level.variant_id, now)
+    publish(f"product:{level.product_id}", "inventory_update",
+            {"product_id": level.product_id, "variant_id": variant,
+             "available_quantity": available, "is_in_stock": available > 0}, session=session)
+    publish("admin", "inventory_alert",
+            {"product_id": level.product_id, "variant_id": variant, "previous_quantity": previous,
+             "current_quantity": current, "change_type": change_type, "location": level.location,
+             "timestamp": now.isoformat()}, session=session)
+    _low_stock(session, level, current, now)
+
+
+def _low_stock(session: Session, level: StockLevel, current: int, now: datetime) -> None:
+    """Notify the admins once per crossing: the flag flips under the level's row lock."""
+    threshold = session.scalar(select(Product.low_stock_threshold).where(
+        Product.id == level.product_id))
+    if threshold is None:
+        return
+    low = current <= threshold
+    if low == level.low_stock_alerted:
+        return
+    level.low_stock_alerted = low
+    if not low:
+        return
+    from actions.notify import notify
+    data = {"product_id": level.product_id, "variant_id": level.variant_id or None,
+            "location": level.location, "current_quantity": current, "threshold": threshold,
+            "timestamp": now.isoformat(), "alert": "low_stock"}
+    # Every admin user (a user row with role admin, created on first sight of
+    # an admin token) gets it; with none yet there is no one to tell.
+    for admin_id in session.scalars(select(User.id).where(User.role == "admin")).all():
+        notify(session, admin_id, "inventory_alert", data)
+
+
+def set_stock(session: Session, key: LevelKey, quantity: int,
+              low_stock_threshold: int | None = None) -> dict[str, Any]:
+    """PUT stock: on hand becomes `quantity` (locks the level). 409 below what is held."""
+    if quantity < 0:
+        raise InventoryError(400, "validation_error", "quantity must not be negative")
+    ensure_product(session, key.product_id, low_stock_threshold)
+    level = lock_level(session, key, create=True)
+    assert level is not None
+    now = utcnow()
+    previous = level_available(session, level, now)
+    from actions.reservations import reclaim_expired
+    reclaim_expired(session, level, now)
+    if quantity < level.held:
+        raise InventoryError(409, "stock_held",
+                             f"{level.held} units are held by reservations; on hand cannot go below",
+                             held=level.held)
+    delta = quantity - level.on_hand
+    session.execute(update(StockLevel).where(StockLevel.id == level.id)
+                    .values(on_hand=quantity, updated_at=now))
+    session.refresh(level)
+    current = level.on_hand - level.held
+    record_change(session, level, "adjustment" if delta <= 0 else "restock", previous, current, delta)
+    return {"product_id": key.product_id, "variant_id": key.variant_id or None,
+            "location": key.location, "on_hand": level.on_hand, "held": level.held,
+            "available_quantity": current}
+
+
+def adjust_stock(session: Session, key: LevelKey, delta: int, change_type: str) -> dict[str, Any]:
+    """POST adjust: on hand += delta (locks the level); never below the units held."""
+    if change_type not in CHANGE_TYPES:
+        raise InventoryError(400, "validation_error", f"change_type must be one of {CHANGE_TYPES}")
+    if session.get(Product, key.product_id) is None:
+        raise InventoryError(404, "not_found", f"no product {key.product_id}")
+    level = lock_level(session, key, create=delta > 0)
+    if level is None:
+        raise InventoryError(409, "insufficient_stock", "no stock at that location")
+    now = utcnow()
+    previous = level_available(session, level, now)
+    from actions.reservations import reclaim_expired
+    reclaim_expired(session, level, now)
+    # Conditional: a decrease may take only units nobody holds.
+    done = session.execute(update(StockLevel).where(
+        StockLevel.id == level.id, StockLevel.on_hand + delta >= StockLevel.held)
+        .values(on_hand=StockLevel.on_hand + delta, updated_at=now)).rowcount
+    if not done:
+        raise InventoryError(409, "insufficient_stock",
+                             f"only {level.on_hand - level.held} units are free to take",
+                             available_quantity=level.on_hand - level.held)
+    session.refresh(level)
+    current = level.on_hand - level.held
+    record_change(session, level, change_type, previous, current, delta)
+    return {"product_id": key.product_id, "variant_id": key.variant_id or None,
+            "location": key.location, "on_hand": level.on_hand, "held": level.held,
+            "available_quantity": current}

@@ -1,0 +1,401 @@
+"""The delivery pipeline on the `notifications` queue (PROTOCOL.md section 5).
+
+create → dispatch (render, ttl, digest, preferences; the websocket channel at
+once; one `deliver` task per other channel) → deliver (one delivery row per
+target, each sent at most once). Idempotent throughout: a rerun of dispatch
+or deliver, or a duplicate task, finds the rows it already wrote.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import insert, select, text, update
+from sqlalchemy.orm import Session
+
+import broadcast
+from actions.notifications import (channel_enabled, escape_text_as_html, item_json, render,
+                                   templates_for)
+from models import Notification, NotificationDelivery, NotificationPreference, User, new_id, utcnow
+from models.notifications import CHANNELS
+from providers.base import Content, Gone, Permanent, Transient, providers_for
+from providers.websocket import idempotency_key
+from settings import Settings
+
+log = logging.getLogger(__name__)
+OpenSession = Callable[[], AbstractContextManager[Session]]
+DISPATCH = "tasks.notifications.dispatch_batch"
+DELIVER = "tasks.notifications.deliver"
+FLUSH_DIGEST = "tasks.notifications.flush_digest"
+
+
+class RetryLater(Exception):
+    """Some target failed transiently; the task retries with backoff and jitter."""
+
+
+# -- create ------------------------------------------------------------------------------
+
+def clean_channels(channels: Iterable[str] | None) -> list[str]:
+    from actions.notifications import DEFAULT_CHANNELS
+    chosen = list(dict.fromkeys(channels)) if channels else list(DEFAULT_CHANNELS)
+    return [c for c in chosen if c in CHANNELS]
+
+
+def create_many(session: Session, items: list[dict[str, Any]], batch_size: int = 100) -> list[str]:
+    """Store notifications in one multi-row insert; dispatch in batches after commit."""
+    from tasks import enqueue_named
+    now = utcnow()
+    rows = [{"id": new_id(), "user_id": it["user_id"], "type": it["type"], "data": it.get("data") or {},
+             "channels": clean_channels(it.get("channels")), "title": "", "body": "",
+             "created_at": now} for it in items]
+    if rows and session.get_bind().dialect.name == "postgresql":
+        _copy_notifications(session, rows)
+    elif rows:
+        session.execute(insert(Notification), rows)
+    ids = [r["id"] for r in rows]
+    for i in range(0, len(ids), batch_size):
+        enqueue_named(DISPATCH, ids[i:i + batch_size], session=session)
+    return ids
+
+
+def _copy_notifications(session: Session, rows: list[dict[str, Any]]) -> None:
+    """PostgreSQL's COPY: 10,000 rows in one statement, in the session's transaction."""
+    cols = ("id", "user_id", "type", "data", "channels", "title", "body", "created_at")
+    cursor = session.connection().connection.driver_connection.cursor()
+    with cursor.copy(f"COPY notifications ({', '.join(cols)}) FROM STDIN") as copy:
+        for r in rows:
+            copy.write_row((r["id"], r["user_id"], r["type"], json.dumps(r["data"]),
+                            json.dumps(r["channels"]), "", "", r["created_at"]))
+
+
+def _enqueue(name: str, *args: Any, session: Session | None = None, **options: Any) -> None:
+    from tasks import enqueue_named
+    enqueue_named(name, *args, session=session, **options)
+
+
+def _count(n: Notification) -> int:
+    return int(n.data.get("count", 1)) if isinstance(n.data, dict) and "digest_of" in n.data else 1
+
+
+def ensure_rendered(n: Notification, tpl, user_name: str | None) -> None:  # noqa: ANN001
+    """Render title, body and links once, from the template in force at the first render."""
+    if n.title:
+        return
+    r = render(tpl, n.data, {"id": n.user_id, "name": user_name}, _count(n))
+    n.title, n.body, n.action_url, n.icon_url = r["title"], r["body"], r["action_url"], r["icon_url"]
+
+
+# -- dispatch ----------------------------------------------------------------------------
+
+def _insert_rows(session: Session, rows: list[dict[str, Any]]) -> None:
+    """Insert delivery rows; one that exists already (a rerun) is left as it is."""
+    if not rows:
+        return
+    now = utcnow()
+    values = [{"id": new_id(), "target": "", "attempts": 0, "error": None, "provider_id": None,
+               "created_at": now, "updated_at": now, **r} for r in rows]
+    if session.get_bind().dialect.name == "postgresql":
+        # One statement for the whole batch: arrays unnested into rows.
+        cols = {"id": "text", "notification_id": "text", "channel": "text", "target": "text",
+                "status": "text", "attempts": "int", "error": "text", "provider_id": "text",
+                "created_at": "timestamptz", "updated_at": "timestamptz"}
+        params = {c: [v[c] for v in values] for c in cols}
+        unnest = ", ".join(f"CAST(:{c} AS {t}[])" for c, t in cols.items())
+        session.execute(text(f"INSERT INTO notification_deliveries ({', '.join(cols)}) "
+                             f"SELECT * FROM unnest({unnest}) "
+                             "ON CONFLICT (notification_id, channel, target) DO NOTHING"), params)
+        return
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+    stmt = sqlite_insert(NotificationDelivery).on_conflict_do_nothing(
+        index_elements=["notification_id", "channel", "target"])
+    session.execute(stmt, values)
+
+
+def _bulk_update(session: Session, values: list[dict[str, Any]]) -> None:
+    if not values:
+        return
+    if session.get_bind().dialect.name != "postgresql":
+        session.execute(update(Notification), values)
+        return
+    cols = {"id": "text", "title": "text", "body": "text", "action_url": "text", "icon_url": "text",
+            "expires_at": "timestamptz", "digest_key": "text"}
+    params = {c: [v[c] for v in values] for c in cols}
+    unnest = ", ".join(f"CAST(:{c} AS {t}[])" for c, t in cols.items())
+    sets = ", ".join(f"{c} = v.{c}" for c in cols if c != "id")
+    session.execute(text(f"UPDATE notifications AS n SET {sets} FROM unnest({unnest}) "
+                         f"AS v({', '.join(cols)}) WHERE n.id = v.id"), params)
+
+
+def dispatch(open_session: OpenSession, ids: list[str], *, bypass_digest: bool = False) -> dict[str, int]:
+    """Render, check ttl, digest and preferences for these notifications, then send.
+
+    The websocket channel is a publish on our own bus, so it is done here for
+    the whole batch (one transaction for the rows, one publish per user
+    event); every other channel becomes its own `deliver` task, so a slow or
+    failing provider never holds up another channel.
+    """
+    counts = {"websocket": 0, "queued": 0, "skipped": 0, "expired": 0, "digested": 0}
+    published: list[Notification] = []
+    with open_session() as session:
+        notes = session.scalars(select(Notification).where(Notification.id.in_(ids))).all()
+        if not notes:
+            return counts
+        templates = templates_for(session, {n.type for n in notes})
+        user_ids = {n.user_id for n in notes}
+        users = {u.id: u for u in session.scalars(select(User).where(User.id.in_(user_ids)))}
+        prefs = {p.user_id: {"channels": p.channels, "types": p.types} for p in session.scalars(
+            select(NotificationPreference).where(NotificationPreference.user_id.in_(user_ids)))}
+        now = utcnow()
+        rows: list[dict[str, Any]] = []
+        changed: list[Notification] = []
+        for n in notes:
+            tpl = templates[n.type]
+            user = users.get(n.user_id)
+            if not n.title or n.expires_at is None or (tpl.digest_seconds and not n.digest_key):
+                changed.append(n)
+            ensure_rendered(n, tpl, user.name if user else None)
+            if n.expires_at is None:
+                n.expires_at = n.created_at + timedelta(seconds=tpl.ttl or 86400)
+            if now > n.expires_at:
+                rows += [{"notification_id": n.id, "channel": ch, "status": "expired",
+                          "error": f"older than the template's ttl ({tpl.ttl} s)"} for ch in n.channels]
+                counts["expired"] += 1
+                continue
+            is_digest = isinstance(n.data, dict) and "digest_of" in n.data
+            if tpl.digest_seconds and not tpl.critical and not bypass_digest and not is_digest:
+                window = int(tpl.digest_seconds)
+                if not n.digest_key:
+                    bucket = int(n.created_at.timestamp() // window)
+                    n.digest_key = f"{n.user_id}:{n.type}:{bucket}:{window}"
+                end = (int(n.digest_key.split(":")[-2]) + 1) * window
+                _enqueue(FLUSH_DIGEST, n.digest_key, session=session,
+                         countdown=max(0.0, end - now.timestamp()) + 0.2)
+                counts["digested"] += 1
+                continue
+            for ch in n.channels:
+                if not tpl.critical and not channel_enabled(prefs.get(n.user_id), n.type, ch):
+                    rows.append({"notification_id": n.id, "channel": ch, "status": "skipped",
+                                 "error": "disabled by the user's preferences"})
+                    counts["skipped"] += 1
+                elif ch == "websocket":
+                    published.append(n)
+                    rows.append({"notification_id": n.id, "channel": "websocket", "status": "sent",
+                                 "attempts": 1})
+                else:
+                    _enqueue(DELIVER, n.id, ch, session=session)
+                    counts["queued"] += 1
+        # One statement for the batch's renders and one for its rows, not one per row.
+        session.expunge_all()
+        _bulk_update(session, [{"id": n.id, "title": n.title, "body": n.body, "action_url": n.action_url,
+                                "icon_url": n.icon_url, "expires_at": n.expires_at,
+                                "digest_key": n.digest_key} for n in changed])
+        _insert_rows(session, rows)
+    if published:
+        # After the commit, so a client that reacts by fetching the inbox finds the item.
+        # The rows already say `sent`: if this publish fails, the task's retry publishes
+        # again, and the idempotency key keeps what did go out from going out twice.
+        publish_many([(f"user:{n.user_id}", "notification", item_json(n), idempotency_key(n.id))
+                      for n in published])
+        counts["websocket"] = len(published)
+    return counts
+
+
+def publish_many(events: list[tuple[str, str, Any, str]]) -> None:
+    """Publish (topic, event, data, idempotency key) events: through one Redis pipeline
+    on the Redis engine (one round trip per batch instead of per event), one by one on
+    any other engine. Each still goes through the engine's own publish script, so ids,
+    history, trimming and idempotency are exactly those of `broadcast.publish`."""
+    from broadcast.redis_bus import RedisBus
+    bus = broadcast.get_bus()
+    if hasattr(bus, "publish_many"):  # the day the bus offers it itself
+        bus.publish_many(events)
+        return
+    if not isinstance(bus, RedisBus) or len(events) < 2:
+        for topic, event, data, key in events:
+            broadcast.publish(topic, event, data, idempotency_key=key)
+        return
+    from broadcast.bus import now_ms
+    from broadcast.events import frame_parts
+    from broadcast.metrics import EVENTS_PUBLISHED
+    with bus.redis.pipeline(transaction=False) as pipe:
+        for topic, event, data, key in events:
+            ts = now_ms()
+            prefix, suffix = frame_parts(topic, event, ts, data)
+            bus._publish(keys=[bus._stream(topic), f"{bus.prefix}i:{key}"],
+                         args=[bus._channel(topic), event, prefix, suffix, "0", bus.min_events,
+                               bus.min_ms, ts, bus.idle_ttl], client=pipe)
+        pipe.execute()
+    EVENTS_PUBLISHED.labels(event="notification").inc(len(events))
+
+
+def flush_digest(open_session: OpenSession, digest_key: str) -> str | None:
+    """At the end of a digest window: one notification that counts what arrived in it.
+
+    The digest's id comes from the window's key, so a second flush finds it;
+    a notification that arrived after the first flush goes out on its own.
+    """
+    with open_session() as session:
+        members = session.scalars(select(Notification).where(Notification.digest_key == digest_key)
+                                  .order_by(Notification.created_at, Notification.id)).all()
+        if not members:
+            return None
+        digest_id = "dg" + hashlib.sha256(digest_key.encode()).hexdigest()[:40]
+        existing = session.get(Notification, digest_id)
+        if existing is not None:
+            covered = set(existing.data.get("digest_of", []))
+            late = [m.id for m in members if m.id not in covered]
+            if late:
+                _enqueue(DISPATCH, late, True, session=session)
+            _enqueue(DISPATCH, [digest_id], True, session=session)
+            return digest_id
+        if len(members) == 1:
+            _enqueue(DISPATCH, [members[0].id], True, session=session)
+            return members[0].id
+        last = members[-1]
+        channels = list(dict.fromkeys(ch for m in members for ch in m.channels))
+        session.add(Notification(
+            id=digest_id, user_id=last.user_id, type=last.type, channels=channels,
+            data={**(last.data or {}), "count": len(members), "digest_of": [m.id for m in members]},
+            created_at=utcnow(), read_at=utcnow()))  # the members are the inbox's items
+        _enqueue(DISPATCH, [digest_id], True, session=session)
+        return digest_id
+
+
+# -- deliver -----------------------------------------------------------------------------
+
+def content_of(n: Notification, tpl, now=None) -> Content:  # noqa: ANN001
+    now = now or utcnow()
+    remaining = int((n.expires_at - now).total_seconds()) if n.expires_at else int(tpl.ttl or 86400)
+    html = None
+    if tpl.html_template:
+        html = render(tpl, n.data, {"id": n.user_id}, _count(n))["html"]
+    return Content(notification_id=n.id, user_id=n.user_id, type=n.type, title=n.title, body=n.body,
+                   html=html or escape_text_as_html(n.title, n.body, n.action_url),
+                   action_url=n.action_url, icon_url=n.icon_url, badge_count=tpl.badge_count,
+                   sound=tpl.sound, priority=tpl.priority or "normal", ttl=max(0, remaining),
+                   data=n.data if isinstance(n.data, dict) else {}, item=item_json(n))
+
+
+def deliver(open_session: OpenSession, settings: Settings, notification_id: str, channel: str,
+            final: bool = False) -> dict[str, str]:
+    """Send one notification on one channel to each of the user's targets, once each.
+
+    Each target's row is taken with SELECT ... FOR UPDATE SKIP LOCKED and kept
+    locked during the send, so a duplicate task running at the same time skips
+    it; the row says `sent` in the same commit that ends the send, so a retry
+    after a crash skips every target already done. A worker killed during a
+    send rolls back only that target's attempt, which the retry makes again.
+    Raises RetryLater when a target failed transiently and `final` is False.
+    """
+    with open_session() as session:
+        n = session.get(Notification, notification_id)
+        if n is None:
+            return {}
+        tpl = templates_for(session, [n.type])[n.type]
+        if n.expires_at is None:
+            n.expires_at = n.created_at + timedelta(seconds=tpl.ttl or 86400)
+        user = session.get(User, n.user_id)
+        ensure_rendered(n, tpl, user.name if user else None)
+        content = content_of(n, tpl)
+        expires_at = n.expires_at
+        pairs = []
+        unconfigured = []
+        for provider in providers_for(channel, settings):
+            if provider.configured():
+                pairs += [(provider, t) for t in provider.targets(session, n.user_id)]
+            else:
+                unconfigured.append(provider.name)
+        if utcnow() > n.expires_at:
+            session.execute(update(NotificationDelivery).where(
+                NotificationDelivery.notification_id == n.id, NotificationDelivery.channel == channel,
+                NotificationDelivery.status == "queued").values(status="expired", updated_at=utcnow()))
+            _insert_rows(session, [{"notification_id": n.id, "channel": channel, "status": "expired",
+                                    "error": "expired before delivery"}])
+            return {"": "expired"}
+        if not pairs:
+            why = ("no target registered" if not unconfigured
+                   else f"not configured: {', '.join(unconfigured)}")
+            _insert_rows(session, [{"notification_id": n.id, "channel": channel, "status": "skipped",
+                                    "error": why}])
+            return {"": "skipped"}
+        _insert_rows(session, [{"notification_id": n.id, "channel": channel, "target": t.key,
+                                "status": "queued"} for _, t in pairs])
+    outcome: dict[str, str] = {}
+    retry = False
+    for provider, target in pairs:
+        with open_session() as session:
+            row = session.scalar(select(NotificationDelivery).where(
+                NotificationDelivery.notification_id == notification_id,
+                NotificationDelivery.channel == channel, NotificationDelivery.target == target.key,
+                NotificationDelivery.status == "queued").with_for_update(skip_locked=True))
+            if row is None:
+                # Done already, or locked: by a duplicate task sending right now, or by a
+                # killed worker whose transaction the database has not rolled back yet.
+                # A locked row still queued is looked at again on the retry.
+                still_queued = session.scalar(select(NotificationDelivery.id).where(
+                    NotificationDelivery.notification_id == notification_id,
+                    NotificationDelivery.channel == channel, NotificationDelivery.target == target.key,
+                    NotificationDelivery.status == "queued"))
+                if still_queued is not None and not final:
+                    retry = True
+                continue
+            row.attempts += 1
+            if utcnow() > expires_at:
+                row.status, row.error = "expired", "expired before delivery"
+            else:
+                try:
+                    row.provider_id = provider.send(target, content)
+                    row.status, row.error = "sent", None
+                except Gone as exc:
+                    row.status, row.error = "failed", f"{exc} (target removed)"
+                    provider.forget(session, target)
+                except Permanent as exc:
+                    row.status, row.error = "failed", str(exc)
+                except Exception as exc:  # noqa: BLE001 - Transient, or a provider's own surprise
+                    row.error = str(exc) if isinstance(exc, Transient) else f"{exc.__class__.__name__}: {exc}"
+                    log.warning("%s to %s failed: %s", channel, target.key, row.error)
+                    if final:
+                        row.status = "failed"
+                    else:
+                        retry = True
+            row.updated_at = utcnow()
+            outcome[target.key] = row.status
+    if retry:
+        raise RetryLater(f"{notification_id}/{channel}: a target failed transiently")
+    return outcome
+
+
+def deliveries(session: Session, notification_id: str) -> list[dict[str, Any]]:
+    from actions.notifications import iso
+    rows = session.scalars(select(NotificationDelivery).where(
+        NotificationDelivery.notification_id == notification_id).order_by(
+        NotificationDelivery.channel, NotificationDelivery.target)).all()
+    return [{"channel": r.channel, "target": r.target, "status": r.status, "attempts": r.attempts,
+             "error": r.error, "provider_id": r.provider_id, "created_at": iso(r.created_at),
+             "updated_at": iso(r.updated_at)} for r in rows]
+
+
+def delivery_stats(session: Session) -> dict[str, Any]:
+    from sqlalchemy import func
+    by_channel: dict[str, dict[str, int]] = {}
+    for channel, status, count in session.execute(
+            select(NotificationDelivery.channel, NotificationDelivery.status, func.count())
+            .group_by(NotificationDelivery.channel, NotificationDelivery.status)):
+        by_channel.setdefault(channel, {s: 0 for s in ("queued", "sent", "failed", "skipped", "expired")})
+        by_channel[channel][status] = count
+    total = session.scalar(select(func.count()).select_from(Notification))
+    return {"notifications": total, "deliveries_by_channel": by_channel}
+
+
+def stuck_deliveries(session: Session, older_than_seconds: float) -> list[tuple[str, str]]:
+    """(notification, channel) pairs with a row still queued long after its last change."""
+    cutoff = utcnow() - timedelta(seconds=older_than_seconds)
+    return list(session.execute(select(NotificationDelivery.notification_id, NotificationDelivery.channel)
+                                .where(NotificationDelivery.status == "queued",
+                                       NotificationDelivery.updated_at < cutoff)
+                                .distinct().limit(1000)).tuples())

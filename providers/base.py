@@ -1,0 +1,110 @@
+"""The one interface every outbound channel adapter implements.
+
+A provider knows, for one channel, which targets a user has (`targets`), how
+to send one rendered notification to one target (`send`) and how to forget a
+target its service reported gone (`forget`). Errors say what to do next:
+`Gone` (remove the target, do not retry), `Permanent` (do not retry),
+`Transient` (retry with backoff). Providers know no Celery and no Flask.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from sqlalchemy.orm import Session
+
+from settings import Settings
+
+
+@dataclass(frozen=True)
+class Target:
+    """`key` is the delivery row's target (unique per notification and channel)."""
+
+    key: str
+    address: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Content:
+    """A notification rendered for delivery, with the template's delivery options."""
+
+    notification_id: str
+    user_id: str
+    type: str
+    title: str
+    body: str
+    html: str | None = None
+    action_url: str | None = None
+    icon_url: str | None = None
+    badge_count: int | None = None
+    sound: str | None = None
+    priority: str = "normal"      # low | normal | high: each provider maps it to its own field
+    ttl: int = 86400              # seconds still left to live
+    data: dict[str, Any] = field(default_factory=dict)
+    item: dict[str, Any] = field(default_factory=dict)   # the inbox item (PROTOCOL.md 5)
+
+
+class DeliveryError(Exception):
+    """A failed send; `status` is the provider's HTTP status or reply code, if any."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class Transient(DeliveryError):
+    """Worth retrying later (timeouts, 5xx, 429, a refused connection)."""
+
+
+class Permanent(DeliveryError):
+    """Retrying cannot help (a malformed request, a bad address)."""
+
+
+class Gone(Permanent):
+    """The target no longer exists (web push 404/410, FCM UNREGISTERED): remove it."""
+
+
+class Provider(Protocol):
+    channel: str
+    name: str
+
+    def configured(self) -> bool:
+        """False when settings lack what the provider needs (the row fails with why)."""
+
+    def targets(self, session: Session, user_id: str) -> list[Target]:
+        """This user's targets on this provider, in a stable order."""
+
+    def send(self, target: Target, content: Content) -> str | None:
+        """Send once; return the provider's message id. Raises a DeliveryError."""
+
+    def forget(self, session: Session, target: Target) -> None:
+        """Remove a target the provider reported gone."""
+
+
+def providers_for(channel: str, settings: Settings) -> list[Provider]:
+    """The providers of a channel (push has two: web push and FCM)."""
+    if channel == "push":
+        from providers.fcm import FcmProvider
+        from providers.webpush import WebPushProvider
+        return [WebPushProvider(settings), FcmProvider(settings)]
+    if channel == "email":
+        from providers.email import EmailProvider
+        return [EmailProvider(settings)]
+    if channel == "sms":
+        from providers.sms import SmsProvider
+        return [SmsProvider(settings)]
+    if channel == "websocket":
+        from providers.websocket import WebSocketProvider
+        return [WebSocketProvider(settings)]
+    raise ValueError(f"unknown channel {channel!r}")
+
+
+def contact_of(session: Session, user_id: str) -> tuple[str | None, str | None]:
+    """(email, phone): the store's customer record first, then the user row."""
+    from models import Customer, User
+    customer = session.get(Customer, user_id)
+    user = session.get(User, user_id)
+    email = (customer.email if customer else None) or (user.email if user else None)
+    phone = (customer.phone if customer else None) or (user.phone if user else None)
+    return email, phone

@@ -1,0 +1,110 @@
+"""The customer widget and the agent console in two Chromium contexts, end to end
+(web process + routing worker on Redis and PostgreSQL). Every wait is on a DOM state."""
+from __future__ import annotations
+
+import uuid
+
+import pytest
+import requests
+from playwright.sync_api import Browser, Page, expect
+
+from tests.support.clients import auth
+from tests.support.procs import WebServer, Worker
+
+XSS = "<img src=x onerror=window.__pwned=1><script>window.__pwned=2</script><b id=injected>hi</b>"
+
+
+@pytest.fixture
+def chat_server(procs, stack_env):
+    env = {**stack_env, "SB_LANGUAGE_HOLD_SECONDS": "0"}
+    web = procs.start(WebServer(env, procs.log_dir, "web"))
+    procs.start(Worker(env, procs.log_dir, queues="routing,notifications", concurrency=2))
+    return web
+
+
+def new_page(browser: Browser) -> Page:
+    page = browser.new_context().new_page()
+    page.set_default_timeout(15_000)
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.errors = errors  # type: ignore[attr-defined]
+    return page
+
+
+def test_customer_and_agent_chat_with_typing_and_read_ticks(browser: Browser, procs, chat_server):
+    web = chat_server
+    agent_id, cust_id = f"ag-{uuid.uuid4().hex[:6]}", f"cu-{uuid.uuid4().hex[:6]}"
+    r = requests.put(f"{web.url}/api/v1/agents/{agent_id}", headers=auth("adm", "admin"),
+                     json={"name": "Ada", "skills": ["en"], "concurrent_limit": 3}, timeout=10)
+    assert r.status_code in (200, 201)
+
+    agent = new_page(browser)
+    customer = new_page(browser)
+    try:
+        agent.goto(f"{web.url}/chat/console?agent={agent_id}")
+        expect(agent.locator("body")).to_have_attribute("data-ready", "true")
+        expect(agent.locator("#conn")).to_have_attribute("data-state", "open")
+        agent.select_option("#status", "online")
+        expect(agent.locator("#status")).to_have_attribute("data-current", "online")
+
+        customer.goto(f"{web.url}/chat/shop?customer={cust_id}")
+        widget = customer.locator("#sb-widget")
+        expect(widget).to_have_attribute("data-ready", "true")
+        customer.click("#sbw-toggle")
+        customer.fill("#sbw-input", "Hello, where is my parcel?")
+        customer.click("#sbw-send")
+        first = customer.locator('#sbw-messages li[data-mine="true"]').first
+        expect(first).to_contain_text("Hello, where is my parcel?")
+        expect(first).to_have_attribute("data-status", "sent")
+
+        # routed to the agent by the worker: it shows up in "my conversations"
+        mine = agent.locator("#mine li")
+        expect(mine).to_have_count(1, timeout=30_000)
+        expect(mine.locator(".unread")).to_have_attribute("data-count", "1")
+        # delivered when the agent's console got it (even before opening it)
+        expect(first).to_have_attribute("data-status", "delivered")
+        mine.first.click()
+        expect(agent.locator("#thread li[data-mine=false]").first).to_contain_text("where is my parcel")
+        expect(first).to_have_attribute("data-status", "read")  # the agent opened it
+        expect(agent.locator("#presence")).to_have_attribute("data-online", "true")
+
+        # typing, both ways
+        customer.locator("#sbw-input").press_sequentially("abc")
+        expect(agent.locator("#typing")).to_have_attribute("data-visible", "true")
+        customer.fill("#sbw-input", "")
+        agent.locator("#reply-input").press_sequentially("Let me check")
+        expect(customer.locator("#sbw-typing")).to_have_attribute("data-visible", "true")
+        agent.click("#reply-send")
+        reply = agent.locator('#thread li[data-mine="true"]').last
+        expect(customer.locator('#sbw-messages li[data-mine="false"]').last).to_contain_text("Let me check")
+        expect(reply).to_have_attribute("data-status", "read")  # the widget is open
+
+        # markup is text and runs nothing, on both sides
+        customer.fill("#sbw-input", XSS)
+        customer.click("#sbw-send")
+        shown = agent.locator('#thread li[data-mine="false"]').last
+        expect(shown).to_contain_text("<script>")
+        assert shown.locator(".text").text_content() == XSS
+        own = customer.locator('#sbw-messages li[data-mine="true"]').last
+        expect(own.locator(".sbw-text")).to_have_text(XSS)
+        for page in (agent, customer):
+            assert page.locator("#injected, #thread img, #sbw-messages img, #thread script").count() == 0
+            assert page.evaluate("window.__pwned") is None
+
+        # a private note stays in the console
+        agent.check("#private")
+        agent.fill("#reply-input", "customer seems upset")
+        agent.click("#reply-send")
+        expect(agent.locator('#thread li[data-private="true"]')).to_have_count(1)
+        agent.uncheck("#private")
+
+        # resolve, then the customer rates
+        agent.click("#resolve")
+        expect(customer.locator("#sbw-rating")).to_have_attribute("data-visible", "true")
+        customer.click('#sbw-rating button[data-score="5"]')
+        expect(customer.locator("#sbw-rating")).to_have_attribute("data-rated", "5")
+        assert "customer seems upset" not in customer.content()
+        assert not agent.errors and not customer.errors, (agent.errors, customer.errors)
+    finally:
+        agent.context.close()
+        customer.context.close()

@@ -1,0 +1,102 @@
+"""50 conversations routed at once by two Celery worker processes on PostgreSQL:
+no agent ever gets more than its concurrent_limit."""
+from __future__ import annotations
+
+import time
+import uuid
+from collections import Counter
+
+import psycopg
+import pytest
+import redis as redis_lib
+from celery import Celery
+from sqlalchemy import select
+
+from models import Agent, Conversation, User, make_engine, make_session_factory, session_scope
+from models.migrate import upgrade
+from tests.conftest import PG_ADMIN, REDIS_URL
+from tests.support.clients import WsClient, token
+from tests.support.procs import WebServer, Worker
+
+LIMITS = {"race-a": 3, "race-b": 1, "race-c": 4, "race-d": 2, "race-e": 5}  # 15 slots
+
+
+@pytest.fixture
+def own_db():
+    """A database of this test's own: routing looks at every online agent in it."""
+    name = f"sb_race_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = f"postgresql://postgres@127.0.0.1:5432/{name}"
+    upgrade(url)
+    yield url
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _queues_drained(sender: Celery, prefix: str) -> bool:
+    r = redis_lib.Redis.from_url(REDIS_URL)
+    try:
+        if r.llen(prefix + "celery:routing"):
+            return False
+    finally:
+        r.close()
+    inspect = sender.control.inspect(timeout=1.0)
+    busy = [t for tasks in (inspect.active() or {}).values() for t in tasks]
+    busy += [t for tasks in (inspect.reserved() or {}).values() for t in tasks]
+    return not busy
+
+
+def test_fifty_conversations_routed_at_once_never_exceed_limits(procs, own_db, redis_prefix):
+    env = {"DATABASE_URL": own_db, "REDIS_URL": REDIS_URL, "REDIS_PREFIX": redis_prefix,
+           "SB_LANGUAGE_HOLD_SECONDS": "0"}
+    engine = make_engine(own_db.replace("postgresql://", "postgresql+psycopg://"))
+    sessions = make_session_factory(engine)
+    with session_scope(sessions) as s:
+        for aid, limit in LIMITS.items():
+            s.add(User(id=aid, role="agent"))
+            s.add(Agent(user_id=aid, name=aid, skills=["en"], status="online",
+                        concurrent_limit=limit, current_conversations=0))
+        conv_ids = []
+        for i in range(50):
+            s.add(User(id=f"race-cust-{i}", role="customer"))
+            conv = Conversation(customer_id=f"race-cust-{i}", status="waiting",
+                                meta={"language": "en"}, priority=("low", "medium", "high")[i % 3])
+            s.add(conv)
+            s.flush()
+            conv_ids.append(conv.id)
+
+    web = procs.start(WebServer(env, procs.log_dir, "web"))
+    watcher = WsClient(web.url, token("race-admin", "admin"))
+    watcher.subscribe("agents")
+    workers = [procs.start(Worker(env, procs.log_dir, f"routing-{n}", queues="routing", concurrency=4))
+               for n in (1, 2)]
+
+    sender = Celery(broker=REDIS_URL)
+    sender.conf.broker_transport_options = {"global_keyprefix": redis_prefix + "celery:"}
+    for cid in conv_ids:
+        sender.send_task("tasks.routing.route_conversation", args=[cid], queue="routing")
+
+    assigned = watcher.events("agent:assigned", sum(LIMITS.values()), timeout=90)
+    per_agent = Counter(f["data"]["agent_id"] for f in assigned)
+    assert all(per_agent[a] <= limit for a, limit in LIMITS.items()), per_agent
+
+    deadline = time.monotonic() + 60
+    while not _queues_drained(sender, redis_prefix):  # each inspect waits up to 1 s for replies
+        assert time.monotonic() < deadline, "routing tasks still running"
+    with session_scope(sessions) as s:
+        agents = {a.user_id: a for a in s.scalars(select(Agent)).all()}
+        held = Counter(s.scalars(select(Conversation.agent_id).where(Conversation.status == "active")).all())
+        statuses = Counter(s.scalars(select(Conversation.status)).all())
+    engine.dispose()
+    for aid, limit in LIMITS.items():
+        assert agents[aid].current_conversations == held[aid] == limit, (aid, held)
+    assert statuses == {"active": 15, "waiting": 35}
+    # each worker process took part (the race is real)
+    logs = [w.log_path.read_text(errors="replace") for w in workers]
+    assert all("tasks.routing.route_conversation" in log and "succeeded" in log for log in logs), \
+        [w.tail() for w in workers]
+    # no extra assignment event arrived after the 15
+    with pytest.raises(TimeoutError):
+        watcher.until(lambda f: f.get("event") == "agent:assigned", timeout=1)
+    watcher.close()

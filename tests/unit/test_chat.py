@@ -1,0 +1,416 @@
+"""Live chat over HTTP and WebSocket commands on SQLite and the in-memory bus (PROTOCOL.md 4)."""
+from __future__ import annotations
+
+import pytest
+
+from actions.routing import route_waiting
+from api.auth import Principal, issue_token
+from broadcast.commands import CommandError, run_command
+from settings import DEV_JWT_SECRET
+
+
+def h(sub: str, role: str = "customer") -> dict[str, str]:
+    return {"Authorization": "Bearer " + issue_token(DEV_JWT_SECRET, sub, role)}
+
+
+ADMIN = h("boss", "admin")
+
+
+class Events(list):
+    def named(self, name: str, topic: str | None = None) -> list:
+        return [e for e in self if e.name == name and (topic is None or e.topic == topic)]
+
+
+@pytest.fixture
+def events(app):
+    got = Events()
+    app.extensions["switchboard"].bus.attach(got.append)
+    return got
+
+
+@pytest.fixture
+def services(app):
+    return app.extensions["switchboard"]
+
+
+def error(resp, status: int, code: str | None = None) -> dict:
+    assert resp.status_code == status, resp.get_data(as_text=True)
+    body = resp.get_json()
+    assert set(body) == {"error"}
+    if code:
+        assert body["error"]["code"] == code, body
+    return body["error"]
+
+
+def make_agent(client, aid: str, limit: int = 2, skills=("en",), online=True) -> None:
+    r = client.put(f"/api/v1/agents/{aid}", headers=ADMIN,
+                   json={"name": aid.title(), "email": f"{aid}@shop.test", "skills": list(skills),
+                         "concurrent_limit": limit})
+    assert r.status_code in (200, 201), r.get_data(as_text=True)
+    if online:
+        r = client.put("/api/v1/agents/me/status", headers=h(aid, "agent"), json={"status": "online"})
+        assert r.status_code == 200 and r.get_json()["status"] == "online"
+
+
+def open_conv(client, cust: str = "cust-1", **body) -> dict:
+    r = client.post("/api/v1/conversations", headers=h(cust), json=body)
+    assert r.status_code == 201, r.get_data(as_text=True)
+    return r.get_json()
+
+
+def send(client, cid: str, sub: str, role: str, text: str = "hi", **extra):
+    return client.post(f"/api/v1/conversations/{cid}/messages", headers=h(sub, role),
+                       json={"content": {"text": text}, **extra})
+
+
+@pytest.fixture
+def assigned(client, services):
+    """A conversation of cust-1 assigned to agent-a."""
+    make_agent(client, "agent-a")
+    conv = open_conv(client, text="Where is my order?", metadata={"language": "en"})
+    assert route_waiting(services.session) == [conv["id"]]
+    return client.get(f"/api/v1/conversations/{conv['id']}", headers=h("cust-1")).get_json()
+
+
+# ---- conversations ----------------------------------------------------------------
+
+def test_create_conversation_waits_then_is_assigned(client, services, events):
+    conv = open_conv(client, tags=["billing"], priority="high", text="hello",
+                     metadata={"source": "mobile", "language": "en", "initial_url": "https://s/x"})
+    assert conv["status"] == "waiting" and conv["agent_id"] is None
+    assert conv["priority"] == "high" and conv["tags"] == ["billing"]
+    assert conv["metadata"]["source"] == "mobile"
+    assert [e.data["id"] for e in events.named("conversation:waiting", "agents")] == [conv["id"]]
+    make_agent(client, "agent-a", skills=["en", "billing"])
+    assert route_waiting(services.session) == [conv["id"]]
+    got = client.get(f"/api/v1/conversations/{conv['id']}", headers=h("cust-1")).get_json()
+    assert got["status"] == "active" and got["agent_id"] == "agent-a"
+    assigned = events.named("agent:assigned", f"conversation:{conv['id']}")
+    assert [e.data for e in assigned] == [{"conversation_id": conv["id"], "agent_id": "agent-a"}]
+    assert events.named("agent:assigned", "user:agent-a")
+    msgs = client.get(f"/api/v1/conversations/{conv['id']}/messages", headers=h("cust-1")).get_json()
+    assert [(m["sender_type"], m["content"]["text"]) for m in msgs["messages"]] == [
+        ("customer", "hello"), ("system", "Agent-A joined the conversation")]
+
+
+@pytest.mark.parametrize("body,code", [
+    ({"priority": "extreme"}, "validation_error"),
+    ({"tags": "billing"}, "validation_error"),
+    ({"metadata": {"source": "fax"}}, "validation_error"),
+    ({"text": "x" * 10_001}, "validation_error"),
+    ({"unknown": 1}, "validation_error"),
+])
+def test_create_conversation_bad_input(client, body, code):
+    error(client.post("/api/v1/conversations", headers=h("c"), json=body), 400, code)
+
+
+def test_only_customers_open_conversations(client):
+    error(client.post("/api/v1/conversations", headers=h("a", "agent"), json={}), 403)
+    error(client.post("/api/v1/conversations", json={}), 401)
+
+
+def test_list_conversations_visibility_and_cursor(client, assigned):
+    others = [open_conv(client, "cust-2")["id"] for _ in range(3)]
+    mine = client.get("/api/v1/conversations", headers=h("cust-2")).get_json()
+    assert [c["id"] for c in mine["conversations"]] == others[::-1]
+    page1 = client.get("/api/v1/conversations?limit=2", headers=h("cust-2")).get_json()
+    page2 = client.get(f"/api/v1/conversations?limit=2&cursor={page1['next_cursor']}",
+                       headers=h("cust-2")).get_json()
+    assert [c["id"] for c in page1["conversations"] + page2["conversations"]] == others[::-1]
+    agent = client.get("/api/v1/conversations", headers=h("agent-a", "agent")).get_json()
+    assert {c["id"] for c in agent["conversations"]} == {assigned["id"], *others}  # queue visible
+    active = client.get("/api/v1/conversations?status=active", headers=h("agent-a", "agent")).get_json()
+    assert [c["id"] for c in active["conversations"]] == [assigned["id"]]
+    assert active["conversations"][0]["unread_count"] == 1
+    error(client.get("/api/v1/conversations?status=bogus", headers=h("cust-2")), 400)
+    error(client.get("/api/v1/conversations?cursor=@@", headers=h("cust-2")), 400, "invalid_cursor")
+
+
+def test_non_participants_get_403_and_unknown_404(client, assigned):
+    cid = assigned["id"]
+    error(client.get(f"/api/v1/conversations/{cid}", headers=h("cust-9")), 403, "not_participant")
+    error(send(client, cid, "cust-9", "customer"), 403, "not_participant")
+    make_agent(client, "agent-b")
+    error(send(client, cid, "agent-b", "agent"), 403, "not_participant")
+    error(client.get(f"/api/v1/conversations/{cid}/messages", headers=h("agent-b", "agent")), 403)
+    error(client.get("/api/v1/conversations/nope", headers=h("cust-1")), 404, "conversation_not_found")
+    error(client.get("/api/v1/conversations/bad%20id", headers=h("cust-1")), 400, "invalid_id")
+    assert client.get(f"/api/v1/conversations/{cid}", headers=ADMIN).status_code == 200
+
+
+# ---- messages ---------------------------------------------------------------------
+
+def test_messages_client_id_idempotency(client, assigned, events):
+    cid = assigned["id"]
+    first = send(client, cid, "cust-1", "customer", "one", client_id="c-1")
+    assert first.status_code == 201
+    again = send(client, cid, "cust-1", "customer", "one", client_id="c-1")
+    assert again.status_code == 200 and again.get_json()["id"] == first.get_json()["id"]
+    received = events.named("message:receive", f"conversation:{cid}")
+    assert [e.data["id"] for e in received].count(first.get_json()["id"]) == 1
+    msg = first.get_json()
+    assert msg["sender_type"] == "customer" and msg["status"] == "sent"
+    assert msg["content"] == {"text": "one", "attachments": [], "metadata": {}}
+
+
+@pytest.mark.parametrize("body,status,code", [
+    ({"content": {"text": "x" * 10_001}}, 400, "validation_error"),
+    ({"content": {"text": ""}}, 400, "empty_message"),
+    ({"content": {}}, 400, "empty_message"),
+    ({"content": "hi"}, 400, "validation_error"),
+    ({"content": {"text": "hi"}, "message_type": "system"}, 400, "validation_error"),
+    ({"content": {"text": "hi"}, "message_type": "image"}, 400, "missing_attachment"),
+    ({"content": {"text": 5}}, 400, "validation_error"),
+    ({"content": {"text": "hi"}, "client_id": ""}, 400, "validation_error"),
+])
+def test_bad_messages(client, assigned, body, status, code):
+    r = client.post(f"/api/v1/conversations/{assigned['id']}/messages", headers=h("cust-1"), json=body)
+    error(r, status, code)
+
+
+def test_history_after_before_limit(client, assigned):
+    cid = assigned["id"]
+    ids = [send(client, cid, "cust-1", "customer", f"m{i}").get_json()["id"] for i in range(6)]
+    url = f"/api/v1/conversations/{cid}/messages"
+
+    def texts(q: str) -> list[str]:
+        r = client.get(url + q, headers=h("agent-a", "agent"))
+        assert r.status_code == 200, r.get_data(as_text=True)
+        return [m["content"]["text"] for m in r.get_json()["messages"]]
+    assert texts("?limit=2") == ["m4", "m5"]
+    assert texts(f"?after={ids[1]}&limit=2") == ["m2", "m3"]
+    assert texts(f"?before={ids[3]}&limit=2") == ["m1", "m2"]
+    assert texts(f"?after={ids[0]}&before={ids[4]}") == ["m1", "m2", "m3"]
+    assert texts("")[-6:] == [f"m{i}" for i in range(6)]
+    error(client.get(url + "?limit=201", headers=h("cust-1")), 400)
+    error(client.get(url + "?after=unknown", headers=h("cust-1")), 400, "invalid_cursor")
+
+
+def test_receipts_sent_delivered_read(client, assigned, events):
+    cid = assigned["id"]
+    m1 = send(client, cid, "cust-1", "customer", "a").get_json()
+    m2 = send(client, cid, "cust-1", "customer", "b").get_json()
+    r = client.post(f"/api/v1/conversations/{cid}/delivered", headers=h("agent-a", "agent"),
+                    json={"message_id": m1["id"]})
+    assert r.status_code == 200 and r.get_json()["status"] == "delivered"
+    client.post(f"/api/v1/conversations/{cid}/delivered", headers=h("agent-a", "agent"),
+                json={"message_id": m1["id"]})  # a repeat broadcasts nothing new
+    assert [e.data for e in events.named("message:delivered")] == [
+        {"message_id": m1["id"], "user_id": "agent-a", "conversation_id": cid}]
+    r = client.post(f"/api/v1/conversations/{cid}/read", headers=h("agent-a", "agent"),
+                    json={"message_id": m2["id"]})
+    assert r.status_code == 200 and r.get_json()["marked"] >= 2
+    assert [e.data["message_id"] for e in events.named("message:read")] == [m2["id"]]
+    hist = client.get(f"/api/v1/conversations/{cid}/messages", headers=h("cust-1")).get_json()
+    assert {m["id"]: m["status"] for m in hist["messages"]}[m1["id"]] == "read"
+    # the sender's own read is not a receipt; someone else's message id is 404 for bad ones
+    error(client.post(f"/api/v1/conversations/{cid}/read", headers=h("agent-a", "agent"),
+                      json={"message_id": "nope"}), 404, "message_not_found")
+    error(client.post(f"/api/v1/conversations/{cid}/read", headers=h("agent-a", "agent"),
+                      json={}), 400, "validation_error")
+    error(client.post(f"/api/v1/conversations/{cid}/read", headers=h("cust-7"),
+                      json={"message_id": m1["id"]}), 403)
+
+
+def test_typing_is_ephemeral_and_throttled(client, assigned, events):
+    cid = assigned["id"]
+    first = client.post(f"/api/v1/conversations/{cid}/typing", headers=h("cust-1"))
+    second = client.post(f"/api/v1/conversations/{cid}/typing", headers=h("cust-1"))
+    assert first.get_json() == {"sent": True} and second.get_json() == {"sent": False}
+    typing = events.named("user:typing", f"conversation:{cid}")
+    assert len(typing) == 1 and typing[0].id is None
+    assert typing[0].data == {"user_id": "cust-1", "conversation_id": cid}
+    error(client.post(f"/api/v1/conversations/{cid}/typing", headers=h("cust-2")), 403)
+
+
+def test_join_and_leave(client, assigned, events):
+    cid = assigned["id"]
+    assert client.post(f"/api/v1/conversations/{cid}/join", headers=h("agent-a", "agent")).status_code == 200
+    assert client.post(f"/api/v1/conversations/{cid}/leave", headers=h("agent-a", "agent")).status_code == 200
+    assert [e.name for e in events if e.name.startswith("conversation:j") or
+            e.name.startswith("conversation:l")] == ["conversation:join", "conversation:leave"]
+    assert events.named("conversation:join")[0].data == {"conversation_id": cid, "user_id": "agent-a"}
+
+
+def test_private_notes_never_reach_the_customer(client, assigned, events):
+    cid = assigned["id"]
+    note = send(client, cid, "agent-a", "agent", "VIP, be nice", private=True)
+    assert note.status_code == 201 and note.get_json()["private"] is True
+    assert not [e for e in events if e.topic == f"conversation:{cid}" and "be nice" in str(e.data)]
+    assert [e.data["id"] for e in events.named("message:note", "agents")] == [note.get_json()["id"]]
+    cust = client.get(f"/api/v1/conversations/{cid}/messages", headers=h("cust-1")).get_json()
+    assert "VIP, be nice" not in str(cust)
+    agent = client.get(f"/api/v1/conversations/{cid}/messages", headers=h("agent-a", "agent")).get_json()
+    assert "VIP, be nice" in str(agent)
+    admin = client.get(f"/api/v1/conversations/{cid}/messages", headers=ADMIN).get_json()
+    assert "VIP, be nice" in str(admin)
+    error(send(client, cid, "cust-1", "customer", "sneaky", private=True), 403, "agents_only")
+    error(client.post(f"/api/v1/conversations/{cid}/read", headers=h("cust-1"),
+                      json={"message_id": note.get_json()["id"]}), 404)
+    # the customer's unread count ignores notes
+    listed = client.get("/api/v1/conversations", headers=h("cust-1")).get_json()["conversations"]
+    assert listed[0]["unread_count"] == 0  # neither the system message nor the note
+    send(client, cid, "agent-a", "agent", "Hello!")
+    listed = client.get("/api/v1/conversations", headers=h("cust-1")).get_json()["conversations"]
+    assert listed[0]["unread_count"] == 1
+
+
+def test_agent_reply_records_first_response_and_notifies_offline_customer(client, assigned, services):
+    from models import Agent, Notification
+    cid = assigned["id"]
+    assert send(client, cid, "agent-a", "agent", "On its way").status_code == 201
+    conv = client.get(f"/api/v1/conversations/{cid}", headers=h("cust-1")).get_json()
+    assert conv["first_response_at"] is not None
+    with services.session() as s:
+        agent = s.get(Agent, "agent-a")
+        assert agent.responses_count == 1 and agent.response_time_avg is not None
+        notes = s.query(Notification).filter_by(user_id="cust-1", type="chat_message").all()
+        assert len(notes) == 1 and notes[0].data["conversation_id"] == cid
+
+
+# ---- resolve, archive, rating ---------------------------------------------------------
+
+def test_resolve_rate_once(client, assigned, services, events):
+    from models import Agent
+    cid = assigned["id"]
+    error(client.post(f"/api/v1/conversations/{cid}/rating", headers=h("cust-1"), json={"score": 5}),
+          409, "not_resolved")
+    error(client.post(f"/api/v1/conversations/{cid}/resolve", headers=h("cust-1")), 403)
+    r = client.post(f"/api/v1/conversations/{cid}/resolve", headers=h("agent-a", "agent"))
+    assert r.status_code == 200 and r.get_json()["status"] == "resolved" and r.get_json()["resolved_at"]
+    error(client.post(f"/api/v1/conversations/{cid}/resolve", headers=h("agent-a", "agent")), 409)
+    with services.session() as s:
+        assert s.get(Agent, "agent-a").current_conversations == 0
+    error(client.post(f"/api/v1/conversations/{cid}/rating", headers=h("cust-1"), json={"score": 6}), 400)
+    error(client.post(f"/api/v1/conversations/{cid}/rating", headers=h("cust-2"), json={"score": 4}), 403)
+    r = client.post(f"/api/v1/conversations/{cid}/rating", headers=h("cust-1"),
+                    json={"score": 4, "comment": "quick"})
+    assert r.status_code == 200 and r.get_json()["rating"] == {"score": 4, "comment": "quick"}
+    error(client.post(f"/api/v1/conversations/{cid}/rating", headers=h("cust-1"), json={"score": 1}),
+          409, "already_rated")
+    with services.session() as s:
+        assert s.get(Agent, "agent-a").satisfaction_rating == 4.0
+    error(send(client, cid, "cust-1", "customer", "more"), 409, "conversation_closed")
+    r = client.post(f"/api/v1/conversations/{cid}/archive", headers=h("agent-a", "agent"))
+    assert r.status_code == 200 and r.get_json()["status"] == "archived"
+    assert events.named("conversation:archived")[0].data == {"conversation_id": cid}
+    error(client.post(f"/api/v1/conversations/{cid}/archive", headers=h("agent-a", "agent")), 409)
+
+
+def test_archive_an_active_conversation_frees_the_slot(client, assigned, services):
+    from models import Agent
+    r = client.post(f"/api/v1/conversations/{assigned['id']}/archive", headers=ADMIN)
+    assert r.status_code == 200
+    with services.session() as s:
+        assert s.get(Agent, "agent-a").current_conversations == 0
+
+
+# ---- agents, customers, canned -------------------------------------------------------------
+
+def test_agents_put_get_and_status(client, events):
+    make_agent(client, "agent-a", limit=4, skills=["EN", "th"], online=False)
+    agents = client.get("/api/v1/agents", headers=h("agent-a", "agent")).get_json()["agents"]
+    assert agents[0] | {} == {**agents[0], "id": "agent-a", "skills": ["en", "th"],
+                               "concurrent_limit": 4, "current_conversations": 0, "status": "offline"}
+    r = client.put("/api/v1/agents/agent-a/status", headers=ADMIN, json={"status": "busy"})
+    assert r.status_code == 200 and r.get_json()["status"] == "busy"
+    assert events.named("agent:available", "agents")[-1].data == {"agent_id": "agent-a", "status": "busy"}
+    error(client.put("/api/v1/agents/ghost/status", headers=ADMIN, json={"status": "online"}), 404)
+    error(client.put("/api/v1/agents/me/status", headers=h("agent-a", "agent"), json={"status": "away"}), 400)
+    error(client.put("/api/v1/agents/x", headers=h("agent-a", "agent"), json={"name": "x"}), 403)
+    error(client.put("/api/v1/agents/x", headers=ADMIN, json={"name": "x", "concurrent_limit": -1}), 400)
+    error(client.get("/api/v1/agents", headers=h("cust-1")), 403)
+
+
+def test_customers_put(client):
+    r = client.put("/api/v1/customers/cust-5", headers=h("store", "service"),
+                   json={"name": "Ann", "is_vip": True, "lifetime_value": 12000, "language": "th"})
+    assert r.status_code == 200 and r.get_json()["is_vip"] is True
+    r = client.put("/api/v1/customers/cust-5", headers=h("store", "service"), json={"phone": "+66"})
+    assert r.get_json()["lifetime_value"] == 12000 and r.get_json()["phone"] == "+66"
+    error(client.put("/api/v1/customers/cust-5", headers=h("cust-5"), json={"is_vip": True}), 403)
+    error(client.put("/api/v1/customers/cust-5", headers=ADMIN, json={"lifetime_value": -3}), 400)
+
+
+def test_canned_responses(client):
+    a = h("agent-a", "agent")
+    assert client.put("/api/v1/canned-responses/thanks", headers=a,
+                      json={"text": "Thank you!"}).status_code == 200
+    client.put("/api/v1/canned-responses/thanks", headers=a, json={"text": "Thanks a lot!"})
+    listed = client.get("/api/v1/canned-responses", headers=a).get_json()["canned_responses"]
+    assert [(c["shortcut"], c["text"]) for c in listed] == [("thanks", "Thanks a lot!")]
+    error(client.get("/api/v1/canned-responses", headers=h("cust-1")), 403)
+    error(client.delete("/api/v1/canned-responses/thanks", headers=a), 403)
+    assert client.delete("/api/v1/canned-responses/thanks", headers=ADMIN).status_code == 204
+    error(client.delete("/api/v1/canned-responses/thanks", headers=ADMIN), 404)
+
+
+def test_stats_section(client, assigned):
+    cid = assigned["id"]
+    send(client, cid, "agent-a", "agent", "hello")
+    client.post(f"/api/v1/conversations/{cid}/resolve", headers=h("agent-a", "agent"))
+    client.post(f"/api/v1/conversations/{cid}/rating", headers=h("cust-1"), json={"score": 5})
+    open_conv(client, "cust-2")
+    chat = client.get("/api/v1/stats", headers=ADMIN).get_json()["chat"]
+    assert chat["waiting"] == 1 and chat["agents_online"] == 1
+    assert chat["first_response_seconds"]["count"] == 1
+    assert chat["resolution_seconds"]["count"] == 1 and chat["resolution_seconds"]["p90"] is not None
+    assert chat["csat"] == {"count": 1, "avg": 5.0, "satisfied_share": 1.0}
+
+
+def test_attachments_upload_limits_and_download(client, assigned, tmp_path, make_app):
+    cid = assigned["id"]
+    import io
+    r = client.post(f"/api/v1/conversations/{cid}/attachments", headers=h("cust-1"),
+                    data={"file": (io.BytesIO(b"\x89PNG fake"), "shot.png", "image/png")})
+    assert r.status_code == 201, r.get_data(as_text=True)
+    att = r.get_json()
+    m = client.post(f"/api/v1/conversations/{cid}/messages", headers=h("cust-1"),
+                    json={"message_type": "image", "content": {"attachments": [att]}})
+    assert m.status_code == 201
+    got = client.get(att["url"], headers=h("agent-a", "agent"))
+    assert got.status_code == 200 and got.data == b"\x89PNG fake"
+    error(client.get(att["url"], headers=h("cust-2")), 403)
+    error(client.post(f"/api/v1/conversations/{cid}/attachments", headers=h("cust-1"),
+                      data={"file": (io.BytesIO(b"MZ"), "x.exe", "application/x-msdownload")}),
+          415, "unsupported_type")
+    error(client.post(f"/api/v1/conversations/{cid}/attachments", headers=h("cust-1"),
+                      data={"file": (io.BytesIO(b"x" * 950_000), "big.txt", "text/plain")}),
+          413, "too_large")
+    error(client.post(f"/api/v1/conversations/{cid}/attachments", headers=h("cust-1"), data={}),
+          400, "missing_file")
+
+
+# ---- the same commands over WebSocket emit --------------------------------------------------------
+
+def test_ws_commands_call_the_same_actions(app, client, assigned, events):
+    cid = assigned["id"]
+    cust, agent = Principal("cust-1", "customer"), Principal("agent-a", "agent")
+    with app.app_context():
+        ack = run_command(cust, "message:send", {"conversation_id": cid, "client_id": "w1",
+                                                 "content": {"text": "over ws"}})
+        assert ack["content"]["text"] == "over ws" and ack["duplicate"] is False
+        again = run_command(cust, "message:send", {"conversation_id": cid, "client_id": "w1",
+                                                   "content": {"text": "over ws"}})
+        assert again["id"] == ack["id"] and again["duplicate"] is True
+        assert run_command(agent, "message:delivered", {"message_id": ack["id"]})["status"] == "delivered"
+        assert run_command(agent, "message:read", {"message_id": ack["id"],
+                                                   "conversation_id": cid})["marked"] >= 1
+        assert run_command(cust, "user:typing", {"conversation_id": cid}) == {"sent": True}
+        assert run_command(agent, "conversation:join", {"conversation_id": cid})["user_id"] == "agent-a"
+        assert run_command(agent, "conversation:leave", {"conversation_id": cid})["user_id"] == "agent-a"
+        assert run_command(agent, "agent:available", {"status": "busy"})["status"] == "busy"
+        with pytest.raises(CommandError) as exc:
+            run_command(Principal("cust-2", "customer"), "message:send",
+                        {"conversation_id": cid, "content": {"text": "x"}})
+        assert exc.value.code == "not_participant" and exc.value.status == 403
+        with pytest.raises(CommandError) as exc:
+            run_command(cust, "message:send", {"conversation_id": cid})
+        assert exc.value.code == "validation_error"
+        with pytest.raises(CommandError) as exc:
+            run_command(cust, "agent:available", {"status": "online"})
+        assert exc.value.status == 403
+    names = [e.name for e in events if e.topic == f"conversation:{cid}"]
+    for name in ("message:receive", "message:delivered", "message:read", "user:typing",
+                 "conversation:join", "conversation:leave"):
+        assert name in names
