@@ -40,10 +40,11 @@ def create_app(settings: Settings | None = None, *, background: bool = True,
     register_error_handlers(app)
     CORS(app, resources={r"/api/*": {"origins": list(settings.allowed_origins)}},
          supports_credentials=False, expose_headers=["Retry-After"])
-    init_limiter(app, settings)
+    limiter = init_limiter(app, settings)
     for bp in (ops.bp, realtime.bp, broadcast_api.bp, stats.bp, chat.bp, chat_pages.bp,
                notifications.bp, notification_pages.bp, orders.bp, inventory.bp, shop_pages.bp):
         app.register_blueprint(bp)
+    limiter.exempt(realtime.bp)  # long-lived streams: capped per user in broadcast/views.py
     if not settings.production:
         from api import dev
         app.register_blueprint(dev.bp)

@@ -11,39 +11,80 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, sessionmaker
 
 import broadcast
 from broadcast.bus import Bus, MemoryBus
-from models import User, make_engine, make_session_factory, session_scope
+from models import User, make_engine, make_session_factory, session_scope, utcnow
 from settings import Settings
 
 log = logging.getLogger(__name__)
 
 
 class UserRegistry:
-    """Creates the user row on first sight of a token's `sub` (PROTOCOL.md section 2)."""
+    """Creates the user row on first sight of a token's `sub` (PROTOCOL.md section 2).
+
+    API calls create it before they go on (`ensure`); real-time connections,
+    which may arrive by the thousand, queue it and one greenlet inserts what
+    has piled up in one statement (`ensure_later`).
+    """
 
     def __init__(self, sessions: sessionmaker[Session]) -> None:
         self.sessions = sessions
         self._seen: set[tuple[str, str]] = set()
+        self._pending: dict[str, tuple[str, str | None]] = {}
+        self._wakeup = threading.Event()
+        self._flusher: threading.Thread | None = None
 
     def ensure(self, principal) -> None:
         key = (principal.id, principal.role)
         if key in self._seen:
             return
         with session_scope(self.sessions) as session:
-            user = session.get(User, principal.id)
-            if user is None:
-                session.add(User(id=principal.id, role=principal.role, name=principal.name))
-                try:
-                    session.flush()
-                except IntegrityError:  # created meanwhile by another request
-                    session.rollback()
-            elif principal.name and user.name != principal.name:
-                user.name = principal.name
+            self._insert_missing(session, {principal.id: (principal.role, principal.name)})
+            if principal.name:
+                session.execute(update(User).where(User.id == principal.id,
+                                                   User.name.is_distinct_from(principal.name))
+                                .values(name=principal.name))
+        self._remember(key)
+
+    def ensure_later(self, principal) -> None:
+        if (principal.id, principal.role) in self._seen:
+            return
+        self._pending[principal.id] = (principal.role, principal.name)
+        if self._flusher is None:
+            self._flusher = threading.Thread(target=self._flush_loop, name="user-rows", daemon=True)
+            self._flusher.start()
+        self._wakeup.set()
+
+    def _flush_loop(self) -> None:
+        while True:
+            self._wakeup.wait()
+            self._wakeup.clear()
+            pending, self._pending = self._pending, {}
+            try:
+                with session_scope(self.sessions) as session:
+                    self._insert_missing(session, pending)
+            except Exception:  # noqa: BLE001 - the next API call creates the row anyway
+                log.exception("creating %d user rows failed", len(pending))
+                continue
+            for user_id, (role, _name) in pending.items():
+                self._remember((user_id, role))
+
+    @staticmethod
+    def _insert_missing(session: Session, users: dict[str, tuple[str, str | None]]) -> None:
+        if not users:
+            return
+        dialect = session.get_bind().dialect.name
+        insert = pg_insert if dialect == "postgresql" else sqlite_insert
+        rows = [{"id": uid, "role": role, "name": name, "created_at": utcnow()}
+                for uid, (role, name) in users.items()]
+        session.execute(insert(User).values(rows).on_conflict_do_nothing(index_elements=["id"]))
+
+    def _remember(self, key: tuple[str, str]) -> None:
         if len(self._seen) > 100_000:
             self._seen.clear()
         self._seen.add(key)
@@ -63,6 +104,7 @@ class Services:
     hub: object = None
     redis: object = None
     background: list = field(default_factory=list)
+    announcer: object = None
 
     @contextmanager
     def session(self) -> Iterator[Session]:
@@ -82,7 +124,10 @@ class Services:
                 bus = RedisBus(settings.redis_url, settings.redis_prefix,
                                settings.history_min_events, settings.history_min_seconds,
                                settings.history_idle_ttl_seconds)
-                client = redis.Redis.from_url(settings.redis_url)
+                # Waits for a free connection instead of failing when a burst
+                # of connects needs more than the pool holds.
+                client = redis.Redis(connection_pool=redis.BlockingConnectionPool.from_url(
+                    settings.redis_url, max_connections=64, timeout=20))
             else:
                 bus = MemoryBus(settings.history_min_events, settings.history_min_seconds)
         services = cls(settings=settings, sessions=sessions, bus=bus,
@@ -125,6 +170,10 @@ def get_services() -> Services:
 
 
 def announce(services: Services, user_id: str, online: bool) -> None:
+    """Publish a presence change: queued in a web process with loops, else at once."""
+    if services.announcer is not None:
+        services.announcer.put(user_id, online)
+        return
     from actions.presence import announce as announce_in
     try:
         with services.session() as session:
@@ -142,6 +191,10 @@ def start_loops(services: Services) -> None:
 
     from broadcast.ws import PING_FRAME
 
+    from actions.presence import announce_many
+    from broadcast.announcer import Announcer
+
+    services.announcer = Announcer(services.session, announce_many)
     hb = services.settings.heartbeat_seconds
     lease = max(1.0, services.settings.presence_ttl_seconds / 3)
 

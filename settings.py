@@ -48,6 +48,8 @@ class Settings:
     history_idle_ttl_seconds: int = 86400
     presence_ttl_seconds: int = 30
     max_connections_per_user: int = 20
+    max_concurrent_setups: int = 64     # WebSocket connections being set up at once, per process
+    setup_wait_seconds: float = 10.0    # then 503 busy
 
     # HTTP rate limits (Flask-Limiter syntax).
     rate_limit_user: str = "600/minute"

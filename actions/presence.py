@@ -1,6 +1,13 @@
-"""Announcing that a user came online or went offline (PROTOCOL.md section 4, Presence)."""
+"""Announcing that a user came online or went offline (PROTOCOL.md section 4, Presence).
+
+`announce_many` takes a batch of changes (a burst of connects gives thousands)
+and looks up roles and open conversations with one query each for the whole
+batch, not a few queries per user.
+"""
 from __future__ import annotations
 
+from collections import defaultdict
+from collections.abc import Iterable
 from datetime import datetime, timezone
 
 from sqlalchemy import or_, select
@@ -10,32 +17,58 @@ from broadcast import publish
 from models import Conversation, User
 
 OPEN = ("active", "waiting")
+_CHUNK = 500  # ids per IN (...) list
+
+
+def _chunks(ids: list[str]) -> Iterable[list[str]]:
+    for i in range(0, len(ids), _CHUNK):
+        yield ids[i:i + _CHUNK]
+
+
+def presence_topics_many(session: Session, user_ids: Iterable[str]) -> dict[str, list[str]]:
+    """Per user: their own topic, each open conversation they take part in, `agents` for agents."""
+    ids = list(dict.fromkeys(user_ids))
+    topics: dict[str, list[str]] = {uid: [f"user:{uid}"] for uid in ids}
+    roles: dict[str, str] = {}
+    for chunk in _chunks(ids):
+        for cid, customer, agent in session.execute(
+                select(Conversation.id, Conversation.customer_id, Conversation.agent_id).where(
+                    or_(Conversation.customer_id.in_(chunk), Conversation.agent_id.in_(chunk)),
+                    Conversation.status.in_(OPEN))):
+            for uid in (customer, agent):
+                if uid in topics:
+                    topics[uid].append(f"conversation:{cid}")
+        roles.update(session.execute(select(User.id, User.role).where(User.id.in_(chunk))).all())
+    for uid in ids:
+        if roles.get(uid) == "agent":
+            topics[uid].append("agents")
+    return topics
 
 
 def presence_topics(session: Session, user_id: str) -> list[str]:
-    """The user's own topic, each open conversation they take part in, and `agents` for agents."""
-    topics = [f"user:{user_id}"]
-    conv_ids = session.scalars(
-        select(Conversation.id).where(
-            or_(Conversation.customer_id == user_id, Conversation.agent_id == user_id),
-            Conversation.status.in_(OPEN))).all()
-    topics += [f"conversation:{cid}" for cid in conv_ids]
-    role = session.scalar(select(User.role).where(User.id == user_id))
-    if role == "agent":
-        topics.append("agents")
-    return topics
+    return presence_topics_many(session, [user_id])[user_id]
+
+
+def announce_many(session: Session, changes: list[tuple[str, bool]],
+                  grace_seconds: float | None = None) -> None:
+    """Publish each change in order; an agent's dropped connection also stops new assignments
+    until they are back (their conversations wait out the grace period)."""
+    from actions.chat_agents import connection_changed
+    if not changes:
+        return
+    topics = presence_topics_many(session, (uid for uid, _ in changes))
+    if grace_seconds is None:
+        from services import get_services
+        grace_seconds = get_services().settings.agent_grace_seconds
+    for user_id, online in changes:
+        event = "user:online" if online else "user:offline"
+        data = {"user_id": user_id, "timestamp": datetime.now(timezone.utc).isoformat()}
+        for topic in topics[user_id]:
+            publish(topic, event, data, ephemeral=True)
+        if "agents" in topics[user_id]:
+            connection_changed(session, user_id, online, grace_seconds)
 
 
 def announce(session: Session, user_id: str, online: bool,
              grace_seconds: float | None = None) -> None:
-    """Presence events; for an agent, a dropped connection also means nothing new is
-    assigned until they are back (their conversations wait out the grace period)."""
-    from actions.chat_agents import connection_changed
-    event = "user:online" if online else "user:offline"
-    data = {"user_id": user_id, "timestamp": datetime.now(timezone.utc).isoformat()}
-    for topic in presence_topics(session, user_id):
-        publish(topic, event, data, ephemeral=True)
-    if grace_seconds is None:
-        from services import get_services
-        grace_seconds = get_services().settings.agent_grace_seconds
-    connection_changed(session, user_id, online, grace_seconds)
+    announce_many(session, [(user_id, online)], grace_seconds)

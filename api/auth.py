@@ -58,12 +58,17 @@ def token_from_request(allow_query: bool = False) -> str | None:
     return None
 
 
-def authenticate(allow_query: bool = False) -> Principal:
+def authenticate(allow_query: bool = False, realtime: bool = False) -> Principal:
+    """The caller's identity; their user row exists once this returns (or soon, for `realtime`)."""
     token = token_from_request(allow_query)
     if not token:
         raise ApiError(401, "missing_token", "send Authorization: Bearer <token>")
     principal = decode_token(token, current_app.config["SB_SETTINGS"].jwt_secret)
-    current_app.extensions["switchboard"].users.ensure(principal)
+    users = current_app.extensions["switchboard"].users
+    if realtime:
+        users.ensure_later(principal)
+    else:
+        users.ensure(principal)
     g.principal = principal
     return principal
 

@@ -131,32 +131,35 @@ class Hub:
         with self._lock:
             self.connections.add(conn)
 
-    def join(self, conn: Connection, topic: str, since: str | None, ack: AckFn) -> None:
+    def join(self, conn: Connection, topic: str, since: str | None, ack: AckFn | None) -> None:
         """Subscribe `conn` to `topic`, replaying what came after `since`.
 
         `ack(recovered, cursor)` is called before any replayed event, as the
         contract orders. With `since` older than the kept history nothing is
         replayed (`recovered` False) and live delivery goes on from `cursor`.
-        Raises BadCursor for a malformed `since`.
+        Without `since`, live delivery starts from the newest event once the
+        subscription is active (no cursor is even read when there is no ack to
+        carry it: the user topic joined on connect). Raises BadCursor for a
+        malformed `since`.
         """
         if since is not None:
             cursor_key(since)
         if topic in conn.positions:
             self.leave(conn, topic)
-        if since is None:
-            # "From now" is a resume from the newest event at the time of asking,
-            # so an event published while the subscription starts is not lost.
-            since = self.bus.latest(topic)
         with self._lock:
             conn.held[topic] = []
             conn.positions[topic] = None
             self.local.setdefault(topic, set()).add(conn)
         try:
             self.bus.listen(topic)
-            events, recovered = self.bus.history(topic, since)
-            cursor = events[-1].id if events else since
-            if not recovered:
-                cursor = self.bus.latest(topic)
+            if since is None:
+                events, recovered = [], True
+                cursor = since = self.bus.latest(topic) if ack is not None else None
+            else:
+                events, recovered = self.bus.history(topic, since)
+                cursor = events[-1].id if events else since
+                if not recovered:
+                    cursor = self.bus.latest(topic)
         except BaseException:
             self.leave(conn, topic)
             raise
@@ -164,8 +167,10 @@ class Hub:
             held = conn.held.pop(topic, None)
             if held is None:
                 return  # left while joining
-            conn.positions[topic] = cursor_key(since if recovered else cursor)
-            ack(recovered, cursor)
+            start = since if recovered else cursor
+            conn.positions[topic] = cursor_key(start) if start is not None else None
+            if ack is not None:
+                ack(recovered, cursor)
             for ev in events:
                 conn.pass_on(ev)
             for ev in held:

@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from collections import Counter
+from contextlib import ExitStack, contextmanager
 from typing import Any
 
 from flask import Blueprint, Response, current_app, request, stream_with_context
@@ -15,7 +17,7 @@ from broadcast.commands import CommandError, run_command
 from broadcast.events import BadCursor
 from broadcast.metrics import CLOSED, CONNECTIONS
 from broadcast.queued import BadStreamCursor, QueuedConnection, decode_cursor, encode_cursor, reset_event
-from broadcast.topics import TopicError, authorize, parse_topic
+from broadcast.topics import TopicError, authorize, needs_lookup, parse_topic
 from broadcast.ws import WebSocketConnection, raw_socket
 
 log = logging.getLogger(__name__)
@@ -52,6 +54,28 @@ def _authorize_all(me, topics: list[str]) -> None:
 
 
 _open_per_user: Counter[str] = Counter()
+_setups: threading.BoundedSemaphore | None = None
+
+
+@contextmanager
+def _admitted(settings):
+    """At most `max_concurrent_setups` connections being set up at once.
+
+    Under a burst of connects, admitting all of them at once starves the
+    greenlets that finish them (the Redis listener confirming subscriptions
+    among them) and every setup times out together; admitted a bounded number
+    at a time, the process finishes what it starts and the rest wait.
+    """
+    global _setups
+    if _setups is None:
+        _setups = threading.BoundedSemaphore(settings.max_concurrent_setups)
+    if not _setups.acquire(timeout=settings.setup_wait_seconds):
+        raise ApiError(503, "busy", "too many connections being set up; retry with backoff",
+                       headers={"Retry-After": "2"})
+    try:
+        yield
+    finally:
+        _setups.release()
 
 
 def check_connection_cap(services, me) -> None:
@@ -87,7 +111,7 @@ class _Presence:
 def websocket():
     """WebSocket: subscribe, unsubscribe, emit, ping (PROTOCOL.md section 3)."""
     check_origin()
-    me = authenticate(allow_query=True)
+    me = authenticate(allow_query=True, realtime=True)
     if request.headers.get("Upgrade", "").lower() != "websocket":
         raise ApiError(400, "websocket_expected", "this endpoint speaks WebSocket only")
     services = _services()
@@ -102,8 +126,10 @@ def websocket():
     services.hub.register(conn)
     CONNECTIONS.labels("ws").inc()
     try:
-        with _Presence(services, me):
-            services.hub.join(conn, f"user:{me.id}", None, lambda *_: None)
+        with ExitStack() as stack:
+            with _admitted(settings):
+                stack.enter_context(_Presence(services, me))
+                services.hub.join(conn, f"user:{me.id}", None, None)
             conn.serve(request.environ, _handle_frame)
     finally:
         services.hub.drop(conn)
@@ -147,8 +173,11 @@ def _handle_frame(conn: WebSocketConnection, text: str) -> None:
             topic, since = msg.get("topic"), msg.get("since")
             if since is not None and not isinstance(since, str):
                 raise CommandError("invalid_cursor", "since must be a cursor string")
-            with services.session() as session:
-                authorize(session, conn.user, topic)
+            if needs_lookup(conn.user, topic):
+                with services.session() as session:
+                    authorize(session, conn.user, topic)
+            else:
+                authorize(None, conn.user, topic)
             services.hub.join(conn, topic, since,
                               lambda recovered, cursor: ok({"recovered": recovered, "cursor": cursor}))
         elif op == "unsubscribe":
@@ -184,7 +213,7 @@ def _handle_frame(conn: WebSocketConnection, text: str) -> None:
 def events():
     """Server-Sent Events for ?topics=a,b; resumes from Last-Event-ID."""
     check_origin()
-    me = authenticate(allow_query=True)
+    me = authenticate(allow_query=True, realtime=True)
     check_connection_cap(_services(), me)
     topics = _topics_arg()
     _authorize_all(me, topics)
@@ -246,7 +275,7 @@ def _join_all(services, conn: QueuedConnection, topics: list[str], positions: di
 def poll():
     """Long polling: events after ?cursor= for ?topics=, waiting up to 25 s."""
     check_origin()
-    me = authenticate(allow_query=True)
+    me = authenticate(allow_query=True, realtime=True)
     topics = _topics_arg()
     _authorize_all(me, topics)
     services = _services()
