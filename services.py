@@ -160,7 +160,6 @@ def _set_current(services: Services) -> None:
 
 def get_services() -> Services:
     """This process's services, built from the environment on first use (workers)."""
-    global _current
     if _current is None:
         with _lock:
             if _current is None:

@@ -6,7 +6,6 @@ batch, not a few queries per user.
 """
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Iterable
 from datetime import datetime, timezone
 

@@ -21,7 +21,6 @@ import gevent
 import gevent.socket
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import (BytesMessage, CloseConnection, Ping, Request, TextMessage)
-from wsproto.frame_protocol import CloseReason
 
 from broadcast.events import Event, dumps, ws_text_header
 from broadcast.hub import Connection

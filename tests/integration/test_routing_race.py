@@ -3,18 +3,15 @@ no agent ever gets more than its concurrent_limit."""
 from __future__ import annotations
 
 import time
-import uuid
 from collections import Counter
 
-import psycopg
 import pytest
 import redis as redis_lib
 from celery import Celery
 from sqlalchemy import select
 
 from models import Agent, Conversation, User, make_engine, make_session_factory, session_scope
-from models.migrate import upgrade
-from tests.conftest import PG_ADMIN, REDIS_URL
+from tests.conftest import REDIS_URL, fresh_pg_database
 from tests.support.clients import WsClient, token
 from tests.support.procs import WebServer, Worker
 
@@ -24,14 +21,8 @@ LIMITS = {"race-a": 3, "race-b": 1, "race-c": 4, "race-d": 2, "race-e": 5}  # 15
 @pytest.fixture
 def own_db():
     """A database of this test's own: routing looks at every online agent in it."""
-    name = f"sb_race_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = f"postgresql://postgres@127.0.0.1:5432/{name}"
-    upgrade(url)
-    yield url
-    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with fresh_pg_database("sb_race") as url:
+        yield url
 
 
 def _queues_drained(sender: Celery, prefix: str) -> bool:
