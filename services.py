@@ -200,7 +200,11 @@ def start_loops(services: Services) -> None:
     def presence_loop() -> None:
         while True:
             try:
-                services.presence.heartbeat()
+                if services.presence.heartbeat():
+                    # Reaped while alive (or just started): count what is open again.
+                    from broadcast.views import open_connections_per_user
+                    for user_id in services.presence.restore(open_connections_per_user()):
+                        announce(services, user_id, True)
                 for user_id in services.presence.reap():
                     announce(services, user_id, False)
             except Exception:  # noqa: BLE001

@@ -48,6 +48,20 @@ return offline
 """
 
 
+# KEYS: counts, this process's hash. ARGV: user, n, user, n, ...
+# Puts back the connections of a process whose lease was taken while it was
+# alive (a stall longer than the TTL); returns the users that came back online.
+_RESTORE = """
+local back = {}
+for i = 1, #ARGV, 2 do
+  local n = tonumber(ARGV[i + 1])
+  redis.call('HINCRBY', KEYS[2], ARGV[i], n)
+  if redis.call('HINCRBY', KEYS[1], ARGV[i], n) == n then table.insert(back, ARGV[i]) end
+end
+return back
+"""
+
+
 class MemoryPresence:
     def __init__(self) -> None:
         self.counts: dict[str, int] = {}
@@ -72,8 +86,11 @@ class MemoryPresence:
     def is_online(self, user_id: str) -> bool:
         return user_id in self.counts
 
-    def heartbeat(self) -> None:
-        pass
+    def heartbeat(self) -> bool:
+        return False
+
+    def restore(self, counts: dict[str, int]) -> list[str]:
+        return []
 
     def reap(self) -> list[str]:
         return []
@@ -91,6 +108,7 @@ class RedisPresence:
         self._connect = client.register_script(_CONNECT)
         self._disconnect = client.register_script(_DISCONNECT)
         self._reap = client.register_script(_REAP)
+        self._restore = client.register_script(_RESTORE)
 
     def _keys(self) -> list[str]:
         return [self.counts_key, self.proc_prefix + self.instance, self.leases_key]
@@ -107,9 +125,21 @@ class RedisPresence:
     def is_online(self, user_id: str) -> bool:
         return int(self.redis.hget(self.counts_key, user_id) or 0) > 0
 
-    def heartbeat(self) -> None:
-        """Renew this process's lease; call well within the TTL."""
-        self.redis.zadd(self.leases_key, {self.instance: self._expiry()})
+    def heartbeat(self) -> bool:
+        """Renew this process's lease; call well within the TTL.
+
+        True when there was no lease to renew: the first beat, or another
+        process reaped this one during a stall (then `restore` its counts).
+        """
+        return bool(self.redis.zadd(self.leases_key, {self.instance: self._expiry()}))
+
+    def restore(self, counts: dict[str, int]) -> list[str]:
+        """Count this process's open connections again; the users that came back online."""
+        if not counts:
+            return []
+        args = [x for user, n in counts.items() if n > 0 for x in (user, n)]
+        back = self._restore(keys=[self.counts_key, self.proc_prefix + self.instance], args=args)
+        return [u.decode() if isinstance(u, bytes) else u for u in back]
 
     def reap(self) -> list[str]:
         """Drop the counts of processes whose lease ran out; the users that went offline."""

@@ -54,6 +54,12 @@ def _authorize_all(me, topics: list[str]) -> None:
 
 
 _open_per_user: Counter[str] = Counter()
+
+
+def open_connections_per_user() -> dict[str, int]:
+    """WebSocket and SSE connections open in this process, per user."""
+    return dict(_open_per_user)
+
 _setups: threading.BoundedSemaphore | None = None
 
 

@@ -19,6 +19,8 @@ def presence(frame, kind, user):
 
 
 def test_online_until_the_last_connection_anywhere_closes(procs, env):
+    # A long lease: nothing here crashes, and a loaded machine must not reap a slow process.
+    env = {**env, "SB_PRESENCE_TTL_SECONDS": "30"}
     a = procs.start(WebServer(env, procs.log_dir, "web-a"))
     b = procs.start(WebServer(env, procs.log_dir, "web-b"))
     alice = f"alice-{uuid.uuid4().hex[:6]}"
@@ -48,4 +50,32 @@ def test_users_of_a_crashed_process_go_offline(procs, env):
     doomed.kill()  # SIGKILL: no disconnect is ever processed by that process
     observer.until(lambda f: presence(f, "offline", bob), timeout=20)
     victim.close()
+    observer.close()
+
+
+def test_a_process_reaped_during_a_stall_counts_its_users_again(procs, env, redis_prefix):
+    import redis as redis_lib
+    a = procs.start(WebServer(env, procs.log_dir, "web-a"))
+    carol = f"carol-{uuid.uuid4().hex[:6]}"
+    observer = WsClient(a.url, token("ops", "admin"))
+    observer.subscribe(f"user:{carol}")
+    conn = WsClient(a.url, token(carol))
+    observer.until(lambda f: presence(f, "online", carol))
+    # What another process does to one whose lease ran out during a stall: take its
+    # lease and its counts (atomically here, so the living process cannot renew in between).
+    from broadcast.presence import RedisPresence
+    r = redis_lib.Redis.from_url(env["REDIS_URL"])
+    other = RedisPresence(r, redis_prefix)
+    leases = f"{redis_prefix}pr:leases"
+    with r.pipeline(transaction=True) as pipe:
+        pipe.zadd(leases, {proc.decode(): 0 for proc in r.zrange(leases, 0, -1)})
+        other._reap(keys=[other.counts_key, leases], args=[1, other.proc_prefix], client=pipe)
+        gone = pipe.execute()[-1]
+    assert carol in [u.decode() for u in gone]
+    assert r.hget(f"{redis_prefix}pr:counts", carol) is None
+    # The living process notices at its next beat and counts carol again.
+    observer.until(lambda f: presence(f, "online", carol), timeout=20)
+    assert int(r.hget(f"{redis_prefix}pr:counts", carol) or 0) == 1
+    conn.close()
+    observer.until(lambda f: presence(f, "offline", carol), timeout=20)
     observer.close()
