@@ -5,7 +5,6 @@ The WebSocket `emit` commands at the end call the same actions.
 from __future__ import annotations
 
 import base64
-import re
 from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any, Literal
@@ -19,14 +18,13 @@ from actions.chat_errors import ChatError
 from actions.chat_storage import StorageError, storage_for
 from api.auth import require
 from api.errors import ApiError
+from api.ids import ID, check_id
 from api.openapi import _validation_message, body, query, responds
 from api.stats import stats_section
 from broadcast.commands import CommandError, command
 
 bp = Blueprint("chat", __name__, url_prefix="/api/v1")
 
-ID = r"^[A-Za-z0-9_.:-]{1,64}$"
-_ID = re.compile(ID)
 Id = Field(min_length=1, max_length=64, pattern=ID)
 
 
@@ -36,12 +34,6 @@ def _services():
         return current_app.extensions["switchboard"]
     except RuntimeError:  # outside a request: a WebSocket command runs in the app's process
         return get_services()
-
-
-def check_id(value: str, what: str = "id") -> str:
-    if not _ID.match(value or ""):
-        raise ApiError(400, "invalid_id", f"{what} must be 1-64 characters of [A-Za-z0-9_.:-]")
-    return value
 
 
 def run(fn: Callable[[Any], Any], retry_conflict: bool = False) -> Any:

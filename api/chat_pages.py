@@ -6,17 +6,17 @@ backend). The demo pages get tokens from the development endpoint.
 """
 from __future__ import annotations
 
-import re
 
 from flask import Blueprint, render_template, request
 
+from api.ids import is_id
+
 bp = Blueprint("chat_pages", __name__)
-_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 
 
 def _id_arg(name: str, default: str) -> str:
     value = request.args.get(name, "")
-    return value if _ID.match(value) else default
+    return value if is_id(value) else default
 
 
 @bp.get("/chat/console")

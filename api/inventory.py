@@ -13,23 +13,14 @@ from actions import inventory, reservations
 from actions.inventory import InventoryError, LevelKey
 from api.auth import require
 from api.errors import ApiError
+from api.ids import ID, check_id
 from api.openapi import body, responds
 from api.stats import stats_section
 
 bp = Blueprint("inventory", __name__, url_prefix="/api/v1")
 
-ID = r"^[A-Za-z0-9_.:-]+$"
-
-
 def _services():
     return current_app.extensions["switchboard"]
-
-
-def _check_id(value: str) -> str:
-    import re
-    if not re.fullmatch(r"[A-Za-z0-9_.:-]{1,64}", value):
-        raise ApiError(400, "invalid_id", "ids are at most 64 characters of [A-Za-z0-9_.:-]")
-    return value
 
 
 def _fail(exc: InventoryError) -> ApiError:
@@ -87,7 +78,7 @@ class ReservationOut(BaseModel):
 
 
 def _key(product_id: str, variant_id: str | None, location: str | None) -> LevelKey:
-    return LevelKey(_check_id(product_id), variant_id or "", location or inventory.DEFAULT_LOCATION)
+    return LevelKey(check_id(product_id), variant_id or "", location or inventory.DEFAULT_LOCATION)
 
 
 @bp.put("/products/<product_id>/stock")
@@ -124,7 +115,7 @@ def adjust_stock(product_id: str, me, payload: AdjustIn):
 def get_stock(product_id: str, me):
     """Available stock of a product per variant."""
     with _services().session() as session:
-        view = inventory.stock_view(session, _check_id(product_id))
+        view = inventory.stock_view(session, check_id(product_id))
     if view is None:
         raise ApiError(404, "not_found", f"no product {product_id}")
     return view
@@ -162,7 +153,7 @@ def create_reservation(me, payload: ReserveIn):
 def _act(reservation_id: str, me, fn):
     try:
         with _services().session() as session:
-            r = session.get(reservations.Reservation, _check_id(reservation_id))
+            r = session.get(reservations.Reservation, check_id(reservation_id))
             if r is None:
                 raise InventoryError(404, "not_found", f"no reservation {reservation_id}")
             if not reservations.can_act(r, me.id, me.role):

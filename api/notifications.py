@@ -10,12 +10,12 @@ from actions import notifications as notes
 from actions import notifications_pipeline as pipeline
 from api.auth import require
 from api.errors import ApiError
+from api.ids import ID
 from api.openapi import body, query, responds
 from api.stats import stats_section
 
 bp = Blueprint("notifications", __name__, url_prefix="/api/v1")
 
-ID = r"^[A-Za-z0-9_.:-]+$"
 TYPE = r"^[a-z0-9_]+$"
 Channel = Literal["push", "email", "sms", "websocket"]
 

@@ -5,7 +5,6 @@ Thin: parse, authorise, call actions.orders / actions.tracking.
 from __future__ import annotations
 
 import json
-import re
 from datetime import datetime
 from typing import Literal
 
@@ -16,25 +15,19 @@ from actions import orders, tracking
 from actions.orders import OrderError
 from api.auth import require
 from api.errors import ApiError
+from api.ids import ID, check_id
 from api.openapi import body, responds
 from api.stats import stats_section
 from models import Order
 
 bp = Blueprint("orders", __name__, url_prefix="/api/v1")
 
-ID = r"^[A-Za-z0-9_.:-]+$"
 Status = Literal["pending", "confirmed", "processing", "shipped", "in_transit", "out_for_delivery",
                  "delivered", "cancelled", "returned", "failed_delivery"]
 
 
 def _services():
     return current_app.extensions["switchboard"]
-
-
-def _check_id(value: str) -> str:
-    if not re.fullmatch(r"[A-Za-z0-9_.:-]{1,64}", value):
-        raise ApiError(400, "invalid_id", "ids are at most 64 characters of [A-Za-z0-9_.:-]")
-    return value
 
 
 class OrderIn(BaseModel):
@@ -90,7 +83,7 @@ def put_order(order_id: str, me, payload: OrderIn):
     try:
         with _services().session() as session:
             order, created = orders.upsert_order(
-                session, _check_id(order_id), customer_id=payload.customer_id,
+                session, check_id(order_id), customer_id=payload.customer_id,
                 status=payload.status, carrier=payload.carrier,
                 tracking_number=payload.tracking_number)
             session.flush()
@@ -111,7 +104,7 @@ def post_status(order_id: str, me, payload: StatusIn):
     try:
         with _services().session() as session:
             order = orders.change_status(
-                session, _check_id(order_id), payload.status,
+                session, check_id(order_id), payload.status,
                 location=payload.location.model_dump(exclude_none=True) if payload.location else None,
                 estimated_delivery=payload.estimated_delivery,
                 tracking_number=payload.tracking_number, notes=payload.notes, source="api")
@@ -128,7 +121,7 @@ def post_status(order_id: str, me, payload: StatusIn):
 def get_order(order_id: str, me):
     """One order with its history (its customer, admin, the store's backend)."""
     with _services().session() as session:
-        order = session.get(Order, _check_id(order_id))
+        order = session.get(Order, check_id(order_id))
         if order is None or (me.role not in ("admin", "service") and order.customer_id != me.id):
             raise ApiError(404, "not_found", f"no order {order_id}")
         return orders.order_json(order)

@@ -5,18 +5,18 @@ they exist where that endpoint does (not in production).
 """
 from __future__ import annotations
 
-import re
 
 from flask import Blueprint, abort, current_app, render_template
+
+from api.ids import is_id
 
 from models import Product
 
 bp = Blueprint("shop_pages", __name__, url_prefix="/shop")
-_ID = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 
 
 def _id(value: str) -> str:
-    if not _ID.fullmatch(value):
+    if not is_id(value):
         abort(404)
     return value
 
