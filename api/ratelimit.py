@@ -3,13 +3,13 @@ from __future__ import annotations
 
 import time
 
-import jwt
-from flask import Flask, request
-from flask_limiter import Limiter
+from flask import Flask, jsonify, request
+from flask_limiter import Limiter, RateLimitExceeded
 from flask_limiter.util import get_remote_address
 from limits import parse
 
-from api.errors import ApiError
+from api.auth import claims as token_claims
+from api.errors import ApiError, error_body
 from settings import Settings
 
 _EXEMPT_PATHS = ("/healthz", "/readyz", "/metrics", "/ws", "/events", "/poll", "/static/")
@@ -20,8 +20,8 @@ def init_limiter(app: Flask, settings: Settings) -> Limiter:
         header = request.headers.get("Authorization", "")
         if header.lower().startswith("bearer "):
             try:
-                return jwt.decode(header[7:].strip(), settings.jwt_secret, algorithms=["HS256"])
-            except jwt.PyJWTError:
+                return token_claims(header[7:].strip(), settings.jwt_secret)
+            except ApiError:
                 pass
         return {}
 
@@ -38,8 +38,17 @@ def init_limiter(app: Flask, settings: Settings) -> Limiter:
     limiter = Limiter(
         key_func=caller, app=app, storage_uri=settings.redis_url or "memory://",
         default_limits=[settings.rate_limit_user], default_limits_exempt_when=exempt,
-        headers_enabled=True, key_prefix=settings.redis_prefix + "rl", strategy="moving-window")
+        # No X-RateLimit-* headers: each costs a Redis round trip on every
+        # request; a refusal still says when to come back (Retry-After, below).
+        headers_enabled=False, key_prefix=settings.redis_prefix + "rl", strategy="moving-window")
     per_address = parse(settings.rate_limit_address)
+
+    @app.errorhandler(RateLimitExceeded)
+    def _refused(exc: RateLimitExceeded):
+        current = limiter.current_limit
+        wait = max(1, int(current.reset_at - time.time())) if current else 1
+        body = error_body("rate_limited", f"rate limit exceeded ({exc.description})")
+        return jsonify(body), 429, {"Retry-After": str(wait)}
 
     @app.before_request
     def _per_address_ceiling():

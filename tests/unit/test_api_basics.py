@@ -42,6 +42,24 @@ def test_bad_tokens_are_401(client, headers, code):
                              headers=headers), 401, code)
 
 
+def test_a_token_accepted_once_is_refused_once_expired(client, monkeypatch):
+    # Verified signatures are cached per token; its times are checked on every use.
+    import api.auth
+    headers = bearer(exp=int(time.time()) + 60)
+    ok = client.post("/api/v1/broadcast", json={"topic": "admin", "event": "x"}, headers=headers)
+    assert ok.status_code == 202, ok.get_data(as_text=True)
+    later = time.time() + 61
+    monkeypatch.setattr(api.auth.time, "time", lambda: later)
+    assert_error(client.post("/api/v1/broadcast", json={"topic": "admin", "event": "x"},
+                             headers=headers), 401, "token_expired")
+
+
+def test_a_token_not_yet_valid_is_401(client):
+    assert_error(client.post("/api/v1/broadcast", json={"topic": "admin", "event": "x"},
+                             headers=bearer(exp=int(time.time()) + 600, nbf=int(time.time()) + 300)),
+                 401, "invalid_token")
+
+
 def test_wrong_role_is_403(client):
     assert_error(client.post("/api/v1/broadcast", json={"topic": "admin", "event": "x"},
                              headers=bearer("c1", "customer")), 403, "forbidden")
