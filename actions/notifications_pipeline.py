@@ -19,6 +19,7 @@ from sqlalchemy import insert, select, text, update
 from sqlalchemy.orm import Session
 
 import broadcast
+from broadcast.bus import Outgoing
 from actions.notifications import (channel_enabled, escape_text_as_html, item_json, render,
                                    templates_for)
 from models import Notification, NotificationDelivery, NotificationPreference, User, new_id, utcnow
@@ -199,38 +200,10 @@ def dispatch(open_session: OpenSession, ids: list[str], *, bypass_digest: bool =
         # After the commit, so a client that reacts by fetching the inbox finds the item.
         # The rows already say `sent`: if this publish fails, the task's retry publishes
         # again, and the idempotency key keeps what did go out from going out twice.
-        publish_many([(f"user:{n.user_id}", "notification", item_json(n), idempotency_key(n.id))
-                      for n in published])
+        broadcast.publish_many([Outgoing(f"user:{n.user_id}", "notification", item_json(n),
+                                         idempotency_key=idempotency_key(n.id)) for n in published])
         counts["websocket"] = len(published)
     return counts
-
-
-def publish_many(events: list[tuple[str, str, Any, str]]) -> None:
-    """Publish (topic, event, data, idempotency key) events: through one Redis pipeline
-    on the Redis engine (one round trip per batch instead of per event), one by one on
-    any other engine. Each still goes through the engine's own publish script, so ids,
-    history, trimming and idempotency are exactly those of `broadcast.publish`."""
-    from broadcast.redis_bus import RedisBus
-    bus = broadcast.get_bus()
-    if hasattr(bus, "publish_many"):  # the day the bus offers it itself
-        bus.publish_many(events)
-        return
-    if not isinstance(bus, RedisBus) or len(events) < 2:
-        for topic, event, data, key in events:
-            broadcast.publish(topic, event, data, idempotency_key=key)
-        return
-    from broadcast.bus import now_ms
-    from broadcast.events import frame_parts
-    from broadcast.metrics import EVENTS_PUBLISHED
-    with bus.redis.pipeline(transaction=False) as pipe:
-        for topic, event, data, key in events:
-            ts = now_ms()
-            prefix, suffix = frame_parts(topic, event, ts, data)
-            bus._publish(keys=[bus._stream(topic), f"{bus.prefix}i:{key}"],
-                         args=[bus._channel(topic), event, prefix, suffix, "0", bus.min_events,
-                               bus.min_ms, ts, bus.idle_ttl], client=pipe)
-        pipe.execute()
-    EVENTS_PUBLISHED.labels(event="notification").inc(len(events))
 
 
 def flush_digest(open_session: OpenSession, digest_key: str) -> str | None:

@@ -9,8 +9,8 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from broadcast.bus import Bus
-from models.session import after_commit
+from broadcast.bus import Bus, Outgoing
+from models.session import after_commit_batch
 
 _bus: Bus | None = None
 
@@ -32,15 +32,19 @@ def get_bus() -> Bus:
 def publish(topic: str, event: str, data: Any, *, session: Session | None = None,
             ephemeral: bool = False, idempotency_key: str | None = None) -> str | None:
     """Publish now, or after `session` commits; returns the cursor when published now."""
+    outgoing = Outgoing(topic, event, data, ephemeral, idempotency_key)
     if session is not None:
-        after_commit(session, _publish, topic, event, data, ephemeral, idempotency_key)
+        # Every event of the transaction goes out together, in order, at commit.
+        after_commit_batch(session, publish_many, outgoing)
         return None
-    return _publish(topic, event, data, ephemeral, idempotency_key)
+    return publish_many([outgoing])[0]
 
 
-def _publish(topic: str, event: str, data: Any, ephemeral: bool,
-             idempotency_key: str | None) -> str | None:
+def publish_many(events: list[Outgoing]) -> list[str | None]:
+    """Publish now, in order, in one call to the bus; their cursors."""
+    if not events:
+        return []
     from broadcast.metrics import EVENTS_PUBLISHED
-    EVENTS_PUBLISHED.labels(event=event.split(":")[0]).inc()
-    return get_bus().publish(topic, event, data, ephemeral=ephemeral,
-                             idempotency_key=idempotency_key)
+    for e in events:
+        EVENTS_PUBLISHED.labels(event=e.event.split(":")[0]).inc()
+    return get_bus().publish_many(events)

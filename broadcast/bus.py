@@ -18,10 +18,23 @@ from broadcast.events import BEFORE_FIRST, Event, cursor_key
 Listener = Callable[[Event], None]
 
 
+@dataclass(frozen=True)
+class Outgoing:
+    """One event to publish (`Bus.publish_many`)."""
+    topic: str
+    event: str
+    data: Any
+    ephemeral: bool = False
+    idempotency_key: str | None = None
+
+
 class Bus(Protocol):
     def publish(self, topic: str, event: str, data: Any, *, ephemeral: bool = False,
                 idempotency_key: str | None = None) -> str | None:
         """Store (unless ephemeral) and deliver; returns the event's cursor."""
+
+    def publish_many(self, events: list[Outgoing]) -> list[str | None]:
+        """Publish several events, in order, as one call to the engine; their cursors."""
 
     def latest(self, topic: str) -> str:
         """Cursor of the newest stored event, or "0-0" on a topic without any."""
@@ -93,6 +106,10 @@ class MemoryBus:
             for listener in self._listeners:
                 listener(ev)
             return ev.id
+
+    def publish_many(self, events: list[Outgoing]) -> list[str | None]:
+        return [self.publish(e.topic, e.event, e.data, ephemeral=e.ephemeral,
+                             idempotency_key=e.idempotency_key) for e in events]
 
     def _trim(self, t: _Topic, now: int) -> None:
         while len(t.events) > self.min_events and t.events[0][1] <= now - self.min_ms:

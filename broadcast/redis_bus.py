@@ -14,7 +14,7 @@ from typing import Any
 
 import redis
 
-from broadcast.bus import Listener, now_ms
+from broadcast.bus import Listener, Outgoing, now_ms
 from broadcast.events import BEFORE_FIRST, Event, cursor_key, frame_parts
 
 log = logging.getLogger(__name__)
@@ -113,14 +113,29 @@ class RedisBus:
     # publishing (any process, including Celery workers)
     def publish(self, topic: str, event: str, data: Any, *, ephemeral: bool = False,
                 idempotency_key: str | None = None) -> str | None:
+        return self._run_publish(Outgoing(topic, event, data, ephemeral, idempotency_key),
+                                 self.redis)
+
+    def publish_many(self, events: list[Outgoing]) -> list[str | None]:
+        if len(events) == 1:
+            return [self._run_publish(events[0], self.redis)]
+        # One round trip; each event still runs the script on its own, so ids,
+        # history, trimming and idempotency are those of `publish`.
+        with self.redis.pipeline(transaction=False) as pipe:
+            for e in events:
+                self._run_publish(e, pipe)
+            results = pipe.execute()
+        return [_text(r) if r else None for r in results]
+
+    def _run_publish(self, e: Outgoing, client: Any) -> Any:
         ts = now_ms()
-        prefix, suffix = frame_parts(topic, event, ts, data)
-        idem = f"{self.prefix}i:{idempotency_key}" if idempotency_key else ""
+        prefix, suffix = frame_parts(e.topic, e.event, ts, e.data)
+        idem = f"{self.prefix}i:{e.idempotency_key}" if e.idempotency_key else ""
         result = self._publish(
-            keys=[self._stream(topic), idem],
-            args=[self._channel(topic), event, prefix, suffix, "1" if ephemeral else "0",
-                  self.min_events, self.min_ms, ts, self.idle_ttl])
-        return _text(result) if result else None
+            keys=[self._stream(e.topic), idem],
+            args=[self._channel(e.topic), e.event, prefix, suffix, "1" if e.ephemeral else "0",
+                  self.min_events, self.min_ms, ts, self.idle_ttl], client=client)
+        return _text(result) if result and client is self.redis else result
 
     def latest(self, topic: str) -> str:
         newest = self.redis.xrevrange(self._stream(topic), count=1)

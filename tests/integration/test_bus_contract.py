@@ -70,6 +70,24 @@ def test_idempotent_publish_stores_once(make_bus):
     assert len(events) == 1 and events[0].data == {"a": 1}
 
 
+def test_publish_many_is_publish_in_order(make_bus):
+    """One call for several events: ids, history, idempotency and ephemera as publish gives."""
+    from broadcast.bus import Outgoing
+    bus, a, b = make_bus(), topic(), topic()
+    key = uuid.uuid4().hex
+    batch = [Outgoing(a, "x", {"n": 0}), Outgoing(b, "x", {"n": 1}, idempotency_key=key),
+             Outgoing(a, "x", {"n": 2}), Outgoing(b, "typing", {"n": 3}, ephemeral=True)]
+    ids = bus.publish_many(batch)
+    assert ids[3] is None and all(ids[:3])
+    assert bus.publish_many(batch[1:2]) == [ids[1]]  # a retried batch: nothing twice
+    single = bus.publish(a, "x", {"n": 4})
+    got_a, _ = bus.history(a, BEFORE_FIRST)
+    got_b, _ = bus.history(b, BEFORE_FIRST)
+    assert [e.id for e in got_a] == [ids[0], ids[2], single]
+    assert [e.data["n"] for e in got_a] == [0, 2, 4] and [e.data["n"] for e in got_b] == [1]
+    assert cursor_key(ids[0]) < cursor_key(ids[2]) < cursor_key(single)
+
+
 def test_ephemeral_events_are_live_only(make_bus):
     bus, t = make_bus(), topic()
     got = []

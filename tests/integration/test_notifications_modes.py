@@ -1,7 +1,6 @@
 """Notifications in the embedded mode (`make run`) and the digest window on a real worker."""
 from __future__ import annotations
 
-import json
 import uuid
 
 import requests
@@ -54,28 +53,3 @@ def test_digest_window_sends_one_notification_that_counts_them(procs, stack_env)
                          headers={"Authorization": f"Bearer {token(uid)}"}).json()
     assert inbox["unread_count"] == 4  # each message stays in the inbox; the digest is read
     ws.close()
-
-
-def test_batched_publish_on_redis_is_the_bus_publish(redis_prefix):
-    """publish_many drives the Redis engine's own script through one pipeline: ids,
-    history and idempotency keys are those of single publishes."""
-    import broadcast
-    from actions.notifications_pipeline import publish_many
-    from broadcast.events import BEFORE_FIRST
-    from broadcast.redis_bus import RedisBus
-    bus = RedisBus("redis://127.0.0.1:6379/0", redis_prefix)
-    broadcast.use_bus(bus)
-    try:
-        events = [(f"user:pm{i % 3}", "notification", {"id": f"n{i}"}, f"notification:n{i}") for i in range(9)]
-        publish_many(events)
-        publish_many(events)  # a retried batch: nothing twice
-        broadcast.publish("user:pm0", "notification", {"id": "single"})
-        for u in range(3):
-            got, complete = bus.history(f"user:pm{u}", BEFORE_FIRST)
-            want = [f"n{i}" for i in range(9) if i % 3 == u] + (["single"] if u == 0 else [])
-            assert complete and [e.name for e in got] == ["notification"] * len(want)
-            assert [json.loads(e.frame)["data"]["id"] for e in got] == want
-            assert all(e.id for e in got)
-    finally:
-        broadcast.use_bus(None)
-        bus.close()
