@@ -18,13 +18,16 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, literal_column, select, update
 from sqlalchemy.orm import Session
 
 from broadcast import publish
 from models import Product, Reservation, StockChange, StockLevel, User, utcnow
 
 CHANGE_TYPES = ("sale", "restock", "adjustment")
+# Literal, not a bound parameter, so PostgreSQL can use the partial indexes
+# over held reservations (migrations/versions/0003) in prepared statements too.
+HELD = Reservation.status == literal_column("'held'")
 DEFAULT_LOCATION = "default"
 
 
@@ -83,8 +86,7 @@ def stale_holds(session: Session, level: StockLevel, now: datetime) -> int:
     return session.scalar(
         select(func.coalesce(func.sum(Reservation.quantity), 0)).where(
             Reservation.product_id == level.product_id, Reservation.variant_id == level.variant_id,
-            Reservation.location == level.location, Reservation.status == "held",
-            Reservation.expires_at <= now)) or 0
+            Reservation.location == level.location, HELD, Reservation.expires_at <= now)) or 0
 
 
 def level_available(session: Session, level: StockLevel, now: datetime | None = None) -> int:
@@ -93,14 +95,19 @@ def level_available(session: Session, level: StockLevel, now: datetime | None = 
 
 def variant_available(session: Session, product_id: str, variant_id: str,
                       now: datetime | None = None) -> int:
-    """Available units of one variant over every location: on hand minus unexpired holds."""
+    """Available units of one variant over every location: on hand minus unexpired holds.
+
+    Counted as free units (on hand - held) plus the expired holds `held` still
+    counts: those are few, where the unexpired holds of a popular product are many.
+    """
     now = now or utcnow()
-    on_hand = session.scalar(select(func.coalesce(func.sum(StockLevel.on_hand), 0)).where(
-        StockLevel.product_id == product_id, StockLevel.variant_id == variant_id)) or 0
-    holds = session.scalar(select(func.coalesce(func.sum(Reservation.quantity), 0)).where(
-        Reservation.product_id == product_id, Reservation.variant_id == variant_id,
-        Reservation.status == "held", Reservation.expires_at > now)) or 0
-    return max(0, on_hand - holds)
+    stale = (select(func.coalesce(func.sum(Reservation.quantity), 0))
+             .where(Reservation.product_id == product_id, Reservation.variant_id == variant_id,
+                    HELD, Reservation.expires_at <= now).scalar_subquery())
+    free = session.scalar(select(func.coalesce(func.sum(StockLevel.on_hand - StockLevel.held), 0)
+                                 + stale).where(StockLevel.product_id == product_id,
+                                                StockLevel.variant_id == variant_id)) or 0
+    return max(0, free)
 
 
 def stock_view(session: Session, product_id: str) -> dict[str, Any] | None:

@@ -6,27 +6,48 @@ matching change of `stock_levels.held` in the same transaction: a
 reservation leaves `held` exactly once, whoever (commit, release, the ETA
 task, the beat sweep, a hold reclaiming space) gets there first.
 
+On PostgreSQL a hold first tries the one-statement path (`_take_at_once`):
+one conditional UPDATE of the level and the INSERTs that go with it, in one
+autocommit statement, so the level's row lock lasts as long as PostgreSQL
+takes to run it and not a network round trip or a busy process's turn
+longer. Holds of one product then no longer queue behind each other's
+transactions. Whatever that path cannot settle (no level has room without
+reclaiming expired holds, an Idempotency-Key seen before, SQLite) takes the
+locked path below, which is the reference.
+
 The timer lives in the row (`expires_at`). Nothing waits for it to be
-correct: availability and every hold already ignore a hold past its time
-(`reclaim_expired` runs before each change of a level). The ETA task and the
-beat sweep only make the stock come back *visibly* (broadcast) within
-seconds, even when the process that made the hold died.
+correct: availability counts only unexpired holds, and a hold that finds no
+room reclaims the expired ones first. The ETA task and the beat sweep only
+make the stock come back *visibly* (broadcast) within seconds, even when the
+process that made the hold died.
 """
 from __future__ import annotations
 
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import Connection, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from actions.inventory import (InventoryError, LevelKey, level_available, lock_level,
+from actions.inventory import (HELD, InventoryError, LevelKey, level_available, lock_level,
                                record_change, variant_available)
-from broadcast import publish
-from models import Product, Reservation, StockLevel, new_id, utcnow
+from broadcast import publish, publish_many
+from broadcast.bus import Outgoing
+from models import Product, Reservation, StockLevel, after_commit, new_id, utcnow
+from tasks.batching import EtaBatcher
 
-EXPIRE_TASK = "tasks.inventory.expire_reservation"
+EXPIRE_TASK = "tasks.inventory.expire_reservations"
+
+
+def _send_expiries(reservation_ids: list[str], eta: datetime) -> None:
+    from tasks import celery_app
+    # argsrepr: Celery would otherwise format every id for its logs and events.
+    celery_app.send_task(EXPIRE_TASK, args=[reservation_ids], eta=eta,
+                         argsrepr=f"[{len(reservation_ids)} reservations]")
+
+
+_expiries = EtaBatcher(_send_expiries, window=0.1, name="reservation-expiry")
 
 
 def reservation_json(r: Reservation) -> dict[str, Any]:
@@ -41,8 +62,7 @@ def reclaim_expired(session: Session, level: StockLevel, now: datetime) -> int:
     rows = session.execute(
         update(Reservation).where(
             Reservation.product_id == level.product_id, Reservation.variant_id == level.variant_id,
-            Reservation.location == level.location, Reservation.status == "held",
-            Reservation.expires_at <= now)
+            Reservation.location == level.location, HELD, Reservation.expires_at <= now)
         .values(status="expired", updated_at=now)
         .returning(Reservation.quantity)).all()
     units = sum(q for (q,) in rows)
@@ -61,7 +81,7 @@ def _existing(session: Session, owner_id: str, key: str) -> Reservation | None:
 def hold(session: Session, *, product_id: str, variant_id: str | None, quantity: int,
          owner_id: str, customer_id: str | None, ttl_seconds: int,
          idempotency_key: str | None = None) -> tuple[Reservation, bool]:
-    """Hold `quantity` units; returns (reservation, created). Locks the stock levels it tries.
+    """Hold `quantity` units; returns (reservation, created).
 
     Raises InventoryError 409 `out_of_stock` (after broadcasting `out_of_stock`)
     when no location has enough. With `idempotency_key`, the owner's first
@@ -69,35 +89,145 @@ def hold(session: Session, *, product_id: str, variant_id: str | None, quantity:
     """
     if quantity <= 0:
         raise InventoryError(400, "validation_error", "quantity must be positive")
-    if idempotency_key:
-        found = _existing(session, owner_id, idempotency_key)
+    variant = variant_id or ""
+    now = utcnow()
+    fresh = Reservation(
+        id=new_id(), product_id=product_id, variant_id=variant, location="", quantity=quantity,
+        customer_id=customer_id, owner_id=owner_id, status="held", idempotency_key=idempotency_key,
+        expires_at=now + timedelta(seconds=ttl_seconds), created_at=now, updated_at=now)
+    bind = session.get_bind()
+    if bind.dialect.name == "postgresql" and not session.in_transaction():
+        try:
+            with bind.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+                if _take_at_once(conn, fresh, now):
+                    return fresh, True
+                refused = _plainly_refused(conn, fresh, now)
+        except IntegrityError:
+            refused = None  # the key was used before: the locked path answers with that hold
+        if refused is not None:
+            raise _out_of_stock(fresh, refused, now)
+    return _hold_locked(session, fresh, now)
+
+
+# One statement: take the units from the first level (by location) with room,
+# record the hold and the change; the figures the broadcasts need come back.
+# Expired holds still counted in `held` are not reclaimed here (that needs the
+# locked path) but are counted as available in what is announced.
+_TAKE = text("""
+WITH lvl AS (
+  UPDATE stock_levels SET held = held + :q, updated_at = :now
+  WHERE id = (SELECT id FROM stock_levels
+              WHERE product_id = :p AND variant_id = :v AND on_hand - held >= :q
+              ORDER BY location LIMIT 1)
+    AND on_hand - held >= :q
+    -- A hold that takes the level down across its low-stock threshold goes the
+    -- locked way, which flips the flag and tells the admins once.
+    AND (low_stock_alerted OR on_hand - held - :q >
+         coalesce((SELECT low_stock_threshold FROM products WHERE id = :p), -1))
+  RETURNING id, location, on_hand, held
+), stale AS (
+  SELECT coalesce(sum(r.quantity) FILTER (WHERE r.location = lvl.location), 0) AS here,
+         coalesce(sum(r.quantity), 0) AS everywhere
+  FROM lvl LEFT JOIN reservations r
+    ON r.product_id = :p AND r.variant_id = :v AND r.status = 'held' AND r.expires_at <= :now
+), others AS (
+  SELECT coalesce(sum(s.on_hand - s.held), 0) AS free
+  FROM lvl LEFT JOIN stock_levels s ON s.product_id = :p AND s.variant_id = :v AND s.id <> lvl.id
+), hold AS (
+  INSERT INTO reservations (id, product_id, variant_id, location, quantity, customer_id,
+                            owner_id, status, idempotency_key, expires_at, created_at, updated_at)
+  SELECT :rid, :p, :v, lvl.location, :q, :customer, :owner, 'held', :key, :expires, :now, :now
+  FROM lvl
+), change AS (
+  INSERT INTO stock_changes (product_id, variant_id, location, change_type, delta,
+                             previous_quantity, current_quantity, created_at)
+  SELECT :p, :v, lvl.location, 'reservation', -:q, lvl.on_hand - lvl.held + stale.here + :q,
+         lvl.on_hand - lvl.held + stale.here, :now
+  FROM lvl, stale
+)
+SELECT lvl.location, lvl.on_hand - lvl.held + stale.here AS level_free,
+       lvl.on_hand - lvl.held + others.free + stale.everywhere AS available
+FROM lvl, stale, others
+""")
+
+
+def _take_at_once(conn: Connection, r: Reservation, now: datetime) -> bool:
+    """The one-statement hold (PostgreSQL, autocommit); False when it cannot settle it."""
+    row = conn.execute(_TAKE, {
+        "q": r.quantity, "now": now, "p": r.product_id, "v": r.variant_id, "rid": r.id,
+        "customer": r.customer_id, "owner": r.owner_id, "key": r.idempotency_key,
+        "expires": r.expires_at}).one_or_none()
+    if row is None:
+        return False
+    r.location = row.location
+    variant = r.variant_id or None
+    publish_many([
+        Outgoing(f"product:{r.product_id}", "inventory_update",
+                 {"product_id": r.product_id, "variant_id": variant,
+                  "available_quantity": row.available, "is_in_stock": row.available > 0}),
+        Outgoing("admin", "inventory_alert",
+                 {"product_id": r.product_id, "variant_id": variant,
+                  "previous_quantity": row.level_free + r.quantity,
+                  "current_quantity": row.level_free, "change_type": "reservation",
+                  "location": row.location, "timestamp": now.isoformat()})])
+    _expiries.add(r.id, r.expires_at)
+    return True
+
+
+def _plainly_refused(conn: Connection, r: Reservation, now: datetime) -> int | None:
+    """Available units when no level could take the hold even after reclaiming; else None.
+
+    Read without a lock: a refusal is true as of this statement. None (the
+    locked path decides) when a level would have room once its expired holds
+    are reclaimed, or the product has no levels (unknown product: 404 there).
+    """
+    rows = conn.execute(text("""
+        SELECT s.on_hand - s.held + coalesce((
+          SELECT sum(r.quantity) FROM reservations r
+          WHERE r.product_id = s.product_id AND r.variant_id = s.variant_id
+            AND r.location = s.location AND r.status = 'held' AND r.expires_at <= :now), 0) AS free
+        FROM stock_levels s WHERE s.product_id = :p AND s.variant_id = :v"""),
+        {"p": r.product_id, "v": r.variant_id, "now": now}).scalars().all()
+    if not rows or max(rows) >= r.quantity:
+        return None
+    return max(0, sum(rows))
+
+
+def _out_of_stock(r: Reservation, available: int, now: datetime) -> InventoryError:
+    """Announce the refusal (`out_of_stock`); the error to raise."""
+    publish(f"product:{r.product_id}", "out_of_stock",
+            {"product_id": r.product_id, "variant_id": r.variant_id or None,
+             "requested_quantity": r.quantity, "available_quantity": available,
+             "timestamp": now.isoformat()})
+    return InventoryError(409, "out_of_stock", f"only {available} available, {r.quantity} requested",
+                          available_quantity=available)
+
+
+def _hold_locked(session: Session, r: Reservation, now: datetime) -> tuple[Reservation, bool]:
+    """The reference path: each level locked in turn, its expired holds reclaimed, then taken."""
+    if r.idempotency_key:
+        found = _existing(session, r.owner_id, r.idempotency_key)
         if found is not None:
             return found, False
-    if session.get(Product, product_id) is None:
-        raise InventoryError(404, "not_found", f"no product {product_id}")
-    variant = variant_id or ""
+    if session.get(Product, r.product_id) is None:
+        raise InventoryError(404, "not_found", f"no product {r.product_id}")
     locations = session.scalars(select(StockLevel.location).where(
-        StockLevel.product_id == product_id, StockLevel.variant_id == variant)
+        StockLevel.product_id == r.product_id, StockLevel.variant_id == r.variant_id)
         .order_by(StockLevel.location)).all()
-    now = utcnow()
     # Locations in name order: every transaction locks levels in the same order.
     for location in locations:
-        level = lock_level(session, LevelKey(product_id, variant, location))
+        level = lock_level(session, LevelKey(r.product_id, r.variant_id, location))
         if level is None:
             continue
         reclaim_expired(session, level, now)
         previous = level.on_hand - level.held
         taken = session.execute(update(StockLevel).where(
-            StockLevel.id == level.id, StockLevel.on_hand - StockLevel.held >= quantity)
-            .values(held=StockLevel.held + quantity, updated_at=now)).rowcount
+            StockLevel.id == level.id, StockLevel.on_hand - StockLevel.held >= r.quantity)
+            .values(held=StockLevel.held + r.quantity, updated_at=now)).rowcount
         if not taken:
             continue
-        reservation = Reservation(
-            id=new_id(), product_id=product_id, variant_id=variant, location=location,
-            quantity=quantity, customer_id=customer_id, owner_id=owner_id, status="held",
-            idempotency_key=idempotency_key, expires_at=now + timedelta(seconds=ttl_seconds),
-            created_at=now, updated_at=now)
-        session.add(reservation)
+        r.location = location
+        session.add(r)
         try:
             session.flush()
         except IntegrityError:
@@ -105,25 +235,19 @@ def hold(session: Session, *, product_id: str, variant_id: str | None, quantity:
             # entirely (the rollback also drops its queued events) and answer
             # with the first reservation.
             session.rollback()
-            found = _existing(session, owner_id, idempotency_key or "")
+            found = _existing(session, r.owner_id, r.idempotency_key or "")
             if found is None:
                 raise
             return found, False
         session.refresh(level)
-        record_change(session, level, "reservation", previous, level.on_hand - level.held, -quantity)
-        from tasks import enqueue_named
-        enqueue_named(EXPIRE_TASK, reservation.id, session=session, eta=reservation.expires_at)
-        return reservation, True
-    available = variant_available(session, product_id, variant, now)
+        record_change(session, level, "reservation", previous, level.on_hand - level.held,
+                      -r.quantity)
+        after_commit(session, _expiries.add, r.id, r.expires_at)
+        return r, True
+    available = variant_available(session, r.product_id, r.variant_id, now)
     # Nothing was changed; end the transaction (releasing the locks) before announcing.
     session.rollback()
-    publish(f"product:{product_id}", "out_of_stock",
-            {"product_id": product_id, "variant_id": variant or None,
-             "requested_quantity": quantity, "available_quantity": available,
-             "timestamp": now.isoformat()})
-    raise InventoryError(409, "out_of_stock",
-                         f"only {available} available, {quantity} requested",
-                         available_quantity=available)
+    raise _out_of_stock(r, available, now)
 
 
 def _locked(session: Session, reservation_id: str) -> tuple[Reservation, StockLevel]:
@@ -208,5 +332,5 @@ def expire(session: Session, reservation_id: str) -> bool:
 def due_for_expiry(session: Session, limit: int = 500) -> list[str]:
     """Ids of holds past their time (the beat sweep's work list)."""
     return list(session.scalars(select(Reservation.id).where(
-        Reservation.status == "held", Reservation.expires_at <= utcnow())
+        HELD, Reservation.expires_at <= utcnow())
         .order_by(Reservation.expires_at).limit(limit)).all())

@@ -52,6 +52,9 @@ class StockLevel(Base):
     product: Mapped[Product] = relationship(back_populates="stock_levels")
 
 
+_HELD = text("status = 'held'")
+
+
 class Reservation(Base):
     """A hold. `expires_at` is the timer (a beat sweep expires what a countdown missed);
     `idempotency_key` is unique per owner (the Idempotency-Key header)."""
@@ -61,8 +64,10 @@ class Reservation(Base):
         UniqueConstraint("owner_id", "idempotency_key"),
         CheckConstraint("quantity > 0", name="quantity_positive"),
         CheckConstraint(one_of("status", RESERVATION_STATUSES), name="status"),
-        Index(None, "expires_at"),
-        Index("ix_reservations_stock_status", "product_id", "variant_id", "location", "status"),
+        # Only the holds still counted (migrations/versions/0003).
+        Index("ix_reservations_held_level", "product_id", "variant_id", "location", "expires_at",
+              postgresql_where=_HELD, sqlite_where=_HELD),
+        Index("ix_reservations_held_expiry", "expires_at", postgresql_where=_HELD, sqlite_where=_HELD),
     )
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True, default=new_id)
