@@ -113,7 +113,9 @@ class Services:
 
     @classmethod
     def build(cls, settings: Settings, bus: Bus | None = None) -> "Services":
-        engine = make_engine(settings.database_url)
+        engine = make_engine(settings.database_url, **(
+            {} if settings.database_url.startswith("sqlite") else
+            {"pool_size": settings.db_pool_size, "max_overflow": settings.db_max_overflow}))
         sessions = make_session_factory(engine)
         client = None
         if bus is None:

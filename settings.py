@@ -35,6 +35,12 @@ class Settings:
     redis_url: str | None = None
     redis_prefix: str = "sb:"
     allowed_origins: tuple[str, ...] = ("http://localhost:3000",)
+    # Database connections per process. Under gevent every request may want
+    # one at once; past pool + overflow they wait (QueuePool), and overflow
+    # connections are closed when returned, so a pool smaller than the usual
+    # concurrency opens and closes a PostgreSQL connection per request.
+    db_pool_size: int = 20
+    db_max_overflow: int = 10
 
     # Real-time bounds (DESIGN.md "Bounded everything").
     outbox_limit: int = 1024          # frames queued for one slow connection, then 1013
