@@ -24,7 +24,7 @@ def create_app(settings: Settings | None = None, *, background: bool = True,
     from api import (chat, chat_pages, inventory, notification_pages, notifications, ops, orders,
                      shop_pages, stats)
     from api.errors import register_error_handlers
-    from api.ratelimit import init_limiter
+    from api.ratelimit import init_rate_limits
     from broadcast import views as realtime
     from broadcast.metrics import HTTP_LATENCY
     from services import Services, start_loops
@@ -40,11 +40,10 @@ def create_app(settings: Settings | None = None, *, background: bool = True,
     register_error_handlers(app)
     CORS(app, resources={r"/api/*": {"origins": list(settings.allowed_origins)}},
          supports_credentials=False, expose_headers=["Retry-After"])
-    limiter = init_limiter(app, settings)
+    init_rate_limits(app, settings, services.redis)
     for bp in (ops.bp, realtime.bp, broadcast_api.bp, stats.bp, chat.bp, chat_pages.bp,
                notifications.bp, notification_pages.bp, orders.bp, inventory.bp, shop_pages.bp):
         app.register_blueprint(bp)
-    limiter.exempt(realtime.bp)  # long-lived streams: capped per user in broadcast/views.py
     if not settings.production:
         from api import dev
         app.register_blueprint(dev.bp)

@@ -57,7 +57,7 @@ class Settings:
     max_concurrent_setups: int = 64     # WebSocket connections being set up at once, per process
     setup_wait_seconds: float = 10.0    # then 503 busy
 
-    # HTTP rate limits (Flask-Limiter syntax).
+    # HTTP rate limits (`limits` syntax: "600/minute", "10 per second"; api/ratelimit.py).
     rate_limit_user: str = "600/minute"
     rate_limit_address: str = "1200/minute"
 
