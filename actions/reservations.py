@@ -41,10 +41,10 @@ EXPIRE_TASK = "tasks.inventory.expire_reservations"
 
 
 def _send_expiries(reservation_ids: list[str], eta: datetime) -> None:
-    from tasks import celery_app
+    from tasks import enqueue_named
     # argsrepr: Celery would otherwise format every id for its logs and events.
-    celery_app.send_task(EXPIRE_TASK, args=[reservation_ids], eta=eta,
-                         argsrepr=f"[{len(reservation_ids)} reservations]")
+    enqueue_named(EXPIRE_TASK, reservation_ids, eta=eta,
+                  argsrepr=f"[{len(reservation_ids)} reservations]")
 
 
 _expiries = EtaBatcher(_send_expiries, window=0.1, name="reservation-expiry")

@@ -68,6 +68,9 @@ def enqueue(task: Task, *args: Any, session: Session | None = None, **options: A
 
 def enqueue_named(name: str, *args: Any, session: Session | None = None, **options: Any) -> None:
     """Send a task by its name (domain code needs no task objects); routed by celeryconfig."""
+    # By name, Celery cannot see the task's ignore_result and would subscribe
+    # to a result that never comes, one more channel per task sent, for good.
+    options.setdefault("ignore_result", True)
     if session is not None:
         after_commit(session, celery_app.send_task, name, args=args, **options)
     else:
