@@ -113,29 +113,42 @@ class RedisBus:
     # publishing (any process, including Celery workers)
     def publish(self, topic: str, event: str, data: Any, *, ephemeral: bool = False,
                 idempotency_key: str | None = None) -> str | None:
-        return self._run_publish(Outgoing(topic, event, data, ephemeral, idempotency_key),
-                                 self.redis)
+        return self._run_publish(Outgoing(topic, event, data, ephemeral, idempotency_key))
 
     def publish_many(self, events: list[Outgoing]) -> list[str | None]:
         if len(events) == 1:
-            return [self._run_publish(events[0], self.redis)]
+            return [self._run_publish(events[0])]
         # One round trip; each event still runs the script on its own, so ids,
-        # history, trimming and idempotency are those of `publish`.
-        with self.redis.pipeline(transaction=False) as pipe:
-            for e in events:
-                self._run_publish(e, pipe)
-            results = pipe.execute()
+        # history, trimming and idempotency are those of `publish`. EVALSHA by
+        # hand: a pipeline of Script calls first asks SCRIPT EXISTS, a round trip
+        # of its own, every time.
+        for attempt in (1, 2):
+            with self.redis.pipeline(transaction=False) as pipe:
+                for e in events:
+                    keys, args = self._script_input(e)
+                    pipe.evalsha(self._publish.sha, len(keys), *keys, *args)
+                try:
+                    results = pipe.execute()
+                    break
+                except redis.exceptions.NoScriptError:
+                    if attempt == 2:
+                        raise
+                    # A restarted Redis: nothing ran (every EVALSHA failed alike).
+                    self.redis.script_load(_PUBLISH)
         return [_text(r) if r else None for r in results]
 
-    def _run_publish(self, e: Outgoing, client: Any) -> Any:
+    def _script_input(self, e: Outgoing) -> tuple[list[str], list[Any]]:
         ts = now_ms()
         prefix, suffix = frame_parts(e.topic, e.event, ts, e.data)
         idem = f"{self.prefix}i:{e.idempotency_key}" if e.idempotency_key else ""
-        result = self._publish(
-            keys=[self._stream(e.topic), idem],
-            args=[self._channel(e.topic), e.event, prefix, suffix, "1" if e.ephemeral else "0",
-                  self.min_events, self.min_ms, ts, self.idle_ttl], client=client)
-        return _text(result) if result and client is self.redis else result
+        return ([self._stream(e.topic), idem],
+                [self._channel(e.topic), e.event, prefix, suffix, "1" if e.ephemeral else "0",
+                 self.min_events, self.min_ms, ts, self.idle_ttl])
+
+    def _run_publish(self, e: Outgoing) -> str | None:
+        keys, args = self._script_input(e)
+        result = self._publish(keys=keys, args=args)
+        return _text(result) if result else None
 
     def latest(self, topic: str) -> str:
         newest = self.redis.xrevrange(self._stream(topic), count=1)

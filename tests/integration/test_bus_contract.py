@@ -88,6 +88,19 @@ def test_publish_many_is_publish_in_order(make_bus):
     assert cursor_key(ids[0]) < cursor_key(ids[2]) < cursor_key(single)
 
 
+def test_redis_publish_many_survives_a_script_cache_flush(redis_prefix):
+    """A restarted Redis has no scripts: the batch loads it and runs once, not twice."""
+    from broadcast.bus import Outgoing
+    bus, t = RedisBus(REDIS_URL, redis_prefix), topic()
+    try:
+        bus.redis.script_flush()
+        ids = bus.publish_many([Outgoing(t, "x", {"n": 0}), Outgoing(t, "x", {"n": 1})])
+        got, _ = bus.history(t, BEFORE_FIRST)
+        assert [e.id for e in got] == ids and [e.data["n"] for e in got] == [0, 1]
+    finally:
+        bus.close()
+
+
 def test_ephemeral_events_are_live_only(make_bus):
     bus, t = make_bus(), topic()
     got = []
