@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -35,6 +36,23 @@ from tests.support.procs import WebServer, Worker  # noqa: E402
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 REDIS_URL = "redis://127.0.0.1:6379/0"
 AGENTS = 50
+
+
+def group_cpu(pgid: int) -> float:
+    """CPU seconds (user + system) used so far by the processes of one process group."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid:  # after the name: state, ppid, pgrp, ...; utime, stime at 11, 12
+            total += (int(fields[11]) + int(fields[12])) / tick
+    return total
 
 
 def pct(values: list[float], p: float) -> float:
@@ -155,18 +173,24 @@ def main() -> None:
             assert r.status_code == 201, r.text
 
         post_ms: list[float] = []
+        cpu_before = [group_cpu(p.pid) for p in procs] + [time.process_time()]
         started_at = time.time() + 0.5
         with ThreadPoolExecutor(64) as pool:
             list(pool.map(send, range(total)))
         deadline = time.monotonic() + 30
         while sum(len(x.latencies) for x in agents) < total and time.monotonic() < deadline:
             time.sleep(0.05)
+        cpu_after = [group_cpu(p.pid) for p in procs] + [time.process_time()]
         lat = [v * 1000 for x in agents for v in x.latencies]
         print(f"round trip at {n} active conversations, {args.rate:.0f} msg/s for {args.seconds:.0f} s: "
               f"{len(lat)}/{total} delivered, p50 {statistics.median(lat):.1f} ms, "
               f"p99 {pct(lat, 99):.1f} ms, max {max(lat):.1f} ms")
         print(f"  of which the HTTP POST (customer's send acknowledged): "
               f"p50 {statistics.median(post_ms):.1f} ms, p99 {pct(post_ms, 99):.1f} ms")
+        used = [(after - before) * 1000 / total for before, after in zip(cpu_before, cpu_after)]
+        print("  CPU per message during the sends (ms): " + ", ".join(
+            f"{label} {ms:.2f}" for label, ms in
+            zip(("web A (HTTP)", "web B (WebSocket)", "routing worker", "this client"), used)))
         for agent in agents:
             agent.ws.close()
     finally:
