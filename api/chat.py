@@ -256,11 +256,10 @@ def send(me, cid: str, payload: MessageIn) -> tuple[dict, bool]:
     presence = services.presence
 
     def fn(s):
-        msg, created = chat.send_message(
+        return chat.post_message(
             s, me, cid, content=payload.content.model_dump(), message_type=payload.message_type,
             client_id=payload.client_id, private=payload.private,
             is_online=presence.is_online if presence is not None else None)
-        return chat.message_json(msg), created
     return run(fn, retry_conflict=True)
 
 
