@@ -13,13 +13,15 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, bindparam, exists, func, or_, select, update
+from sqlalchemy import (String, and_, bindparam, exists, false, func, insert, literal_column, or_,
+                        select, update)
 from sqlalchemy.orm import Session
 
 from actions.chat_errors import ChatError
 from broadcast import publish
 from models import Agent, Conversation, Customer, Message, MessageReceipt, new_id, utcnow
 from models.chat import MESSAGE_TYPES, PRIORITIES
+from models.types import UTCDateTime
 
 OPEN = ("active", "waiting")
 CLOSED = ("resolved", "archived")
@@ -27,7 +29,8 @@ STAFF = ("admin", "service")
 MAX_TEXT = 10_000
 
 __all__ = ["ChatError", "conversation_json", "message_json", "access_conversation",
-           "create_conversation", "list_conversations", "send_message", "post_message", "history",
+           "create_conversation", "list_conversations", "send_message", "post_message",
+           "send_customer_message_at_once", "history",
            "mark_read", "mark_delivered", "typing", "join", "leave", "resolve", "archive",
            "rate", "topic"]
 
@@ -285,6 +288,7 @@ def post_message(session: Session, me: Any, conversation_id: str, *, content: An
 
 
 _conv, _msg = Conversation.__table__, Message.__table__
+_NOW = bindparam("now", type_=UTCDateTime())
 
 
 def _participant_update(role: str, with_client_id: bool):
@@ -296,13 +300,13 @@ def _participant_update(role: str, with_client_id: bool):
     c = _conv.c
     if role == "customer":
         stmt = update(_conv).where(c.customer_id == bindparam("me")).values(
-            awaiting_reply_since=func.coalesce(c.awaiting_reply_since, bindparam("now")))
+            awaiting_reply_since=func.coalesce(c.awaiting_reply_since, _NOW))
     else:
         stmt = update(_conv).where(c.agent_id == bindparam("me")).values(
             awaiting_reply_since=None).returning(
             c.customer_id, c.first_response_at, c.assigned_at, c.created_at)
     stmt = stmt.where(c.id == bindparam("cid"), c.status.not_in(CLOSED)).values(
-        last_message_at=bindparam("now"))
+        last_message_at=_NOW)
     if with_client_id:
         stmt = stmt.where(~exists().where(_msg.c.conversation_id == bindparam("cid"),
                                           _msg.c.client_id == bindparam("client_id")))
@@ -312,6 +316,57 @@ def _participant_update(role: str, with_client_id: bool):
 _PARTICIPANT_UPDATES = {(role, with_client_id): _participant_update(role, with_client_id)
                         for role in ("customer", "agent") for with_client_id in (False, True)}
 _INSERT_MESSAGE = _msg.insert()
+
+
+def _customer_send(with_client_id: bool):
+    """WITH conv AS (UPDATE the customer's open conversation RETURNING id)
+    INSERT the message FROM conv: no conversation row, no message."""
+    conv = _participant_update("customer", with_client_id).returning(_conv.c.id).cte("conv")
+    # Parameter names that are no column names: an UPDATE takes those as SET values.
+    row = select(bindparam("mid", type_=String()), conv.c.id, bindparam("client_id", type_=String()),
+                 bindparam("me", type_=String()), literal_column("'customer'", String()),
+                 bindparam("body", type_=_msg.c.content.type),
+                 bindparam("kind", type_=String()),
+                 literal_column("'sent'", String()), false(), _NOW, _NOW).select_from(conv)
+    return insert(_msg).from_select(
+        ["id", "conversation_id", "client_id", "sender_id", "sender_type", "content",
+         "message_type", "status", "is_private", "created_at", "updated_at"], row).add_cte(conv).returning(
+        _msg.c.id)
+
+
+_CUSTOMER_SENDS = {with_client_id: _customer_send(with_client_id) for with_client_id in (False, True)}
+
+
+def send_customer_message_at_once(session: Session, me: Any, conversation_id: str, *,
+                                  content: Any, message_type: str = "text",
+                                  client_id: str | None = None) -> dict[str, Any] | None:
+    """A customer's plain message as ONE statement (PostgreSQL); its JSON, or None.
+
+    The statement is atomic by itself, so the caller may run it in an
+    autocommit session: no BEGIN and COMMIT round trips. None means not this
+    case (another database, a role, an error to report, a repeated client_id)
+    and that nothing was written: the caller then takes `post_message` in a
+    transaction, which answers as always.
+    """
+    if me.role != "customer" or session.get_bind().dialect.name != "postgresql":
+        return None
+    try:
+        content = validate_content(message_type, content)
+    except ChatError:
+        return None
+    now = utcnow()
+    row = {"id": new_id(), "conversation_id": conversation_id, "client_id": client_id,
+           "sender_id": me.id, "sender_type": "customer", "content": content,
+           "message_type": message_type, "status": "sent", "is_private": False,
+           "created_at": now, "updated_at": now}
+    done = session.connection().execute(_CUSTOMER_SENDS[client_id is not None], {
+        "mid": row["id"], "cid": conversation_id, "client_id": client_id, "me": me.id,
+        "body": content, "kind": message_type, "now": now}).first()
+    if done is None:
+        return None
+    data = message_json(Message(**row))  # transient: the JSON's one shape, no ORM state
+    publish(topic(conversation_id), "message:receive", data, session=session)
+    return data
 
 
 def _send_direct(session: Session, me: Any, conversation_id: str, content: Any,
