@@ -289,6 +289,8 @@ def post_message(session: Session, me: Any, conversation_id: str, *, content: An
 
 _conv, _msg = Conversation.__table__, Message.__table__
 _NOW = bindparam("now", type_=UTCDateTime())
+# Inline constants: a bound IN list is expanded again on every execution.
+_CLOSED_SQL = [literal_column(f"'{status}'", String()) for status in CLOSED]
 
 
 def _participant_update(role: str, with_client_id: bool):
@@ -305,7 +307,7 @@ def _participant_update(role: str, with_client_id: bool):
         stmt = update(_conv).where(c.agent_id == bindparam("me")).values(
             awaiting_reply_since=None).returning(
             c.customer_id, c.first_response_at, c.assigned_at, c.created_at)
-    stmt = stmt.where(c.id == bindparam("cid"), c.status.not_in(CLOSED)).values(
+    stmt = stmt.where(c.id == bindparam("cid"), c.status.not_in(_CLOSED_SQL)).values(
         last_message_at=_NOW)
     if with_client_id:
         stmt = stmt.where(~exists().where(_msg.c.conversation_id == bindparam("cid"),
