@@ -13,13 +13,15 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import (String, and_, bindparam, exists, false, func, insert, literal_column, or_,
+                        select, update)
 from sqlalchemy.orm import Session
 
 from actions.chat_errors import ChatError
 from broadcast import publish
 from models import Agent, Conversation, Customer, Message, MessageReceipt, new_id, utcnow
 from models.chat import MESSAGE_TYPES, PRIORITIES
+from models.types import UTCDateTime
 
 OPEN = ("active", "waiting")
 CLOSED = ("resolved", "archived")
@@ -27,7 +29,8 @@ STAFF = ("admin", "service")
 MAX_TEXT = 10_000
 
 __all__ = ["ChatError", "conversation_json", "message_json", "access_conversation",
-           "create_conversation", "list_conversations", "send_message", "history",
+           "create_conversation", "list_conversations", "send_message", "post_message",
+           "send_customer_message_at_once", "history",
            "mark_read", "mark_delivered", "typing", "join", "leave", "resolve", "archive",
            "rate", "topic"]
 
@@ -246,30 +249,188 @@ def send_message(session: Session, me: Any, conversation_id: str, *, content: An
         conv.awaiting_reply_since = None
         if conv.agent_id == me.id:
             _first_response(session, conv, me.id, msg.created_at)
-        if is_online is not None and not is_online(conv.customer_id):
-            from actions.notify import notify
-            notify(session, conv.customer_id, "chat_message",
-                   {"conversation_id": conv.id, "message_id": msg.id,
-                    "sender_name": getattr(me, "name", None) or me.id,
-                    "text": (content.get("text") or "")[:200]})
+        _notify_if_offline(session, me, conv.id, conv.customer_id, msg.id, content, is_online)
     return msg, True
 
 
+def _notify_if_offline(session: Session, me: Any, conversation_id: str, customer_id: str,
+                       message_id: str, content: dict[str, Any],
+                       is_online: Callable[[str], bool] | None) -> None:
+    """An agent's answer reaches a customer with no live connection as a notification."""
+    if is_online is not None and not is_online(customer_id):
+        from actions.notify import notify
+        notify(session, customer_id, "chat_message",
+               {"conversation_id": conversation_id, "message_id": message_id,
+                "sender_name": getattr(me, "name", None) or me.id,
+                "text": (content.get("text") or "")[:200]})
+
+
+def post_message(session: Session, me: Any, conversation_id: str, *, content: Any,
+                 message_type: str = "text", client_id: str | None = None,
+                 private: bool = False,
+                 is_online: Callable[[str], bool] | None = None) -> tuple[dict[str, Any], bool]:
+    """`send_message` as the API answers it: (the message's JSON, created).
+
+    The common case, a customer's or the assigned agent's plain message, costs
+    two Core statements (`_send_direct`): no ORM load, flush or unit of work.
+    Anything else (admins, notes, a repeated client_id, an error to report)
+    takes `send_message`, which checks and answers in PROTOCOL's order.
+    """
+    if not private:
+        sent = _send_direct(session, me, conversation_id, content, message_type, client_id,
+                            is_online)
+        if sent is not None:
+            return sent, True
+    msg, created = send_message(session, me, conversation_id, content=content,
+                                message_type=message_type, client_id=client_id,
+                                private=private, is_online=is_online)
+    return message_json(msg), created
+
+
+_conv, _msg = Conversation.__table__, Message.__table__
+_NOW = bindparam("now", type_=UTCDateTime())
+# Inline constants: a bound IN list is expanded again on every execution.
+_CLOSED_SQL = [literal_column(f"'{status}'", String()) for status in CLOSED]
+
+
+def _participant_update(role: str, with_client_id: bool):
+    """UPDATE the conversation the caller may write to; no row when they may not.
+
+    No row also when the conversation is closed or `client_id` is taken:
+    `send_message` then finds out which and answers as before.
+    """
+    c = _conv.c
+    if role == "customer":
+        stmt = update(_conv).where(c.customer_id == bindparam("me")).values(
+            awaiting_reply_since=func.coalesce(c.awaiting_reply_since, _NOW))
+    else:
+        stmt = update(_conv).where(c.agent_id == bindparam("me")).values(
+            awaiting_reply_since=None).returning(
+            c.customer_id, c.first_response_at, c.assigned_at, c.created_at)
+    stmt = stmt.where(c.id == bindparam("cid"), c.status.not_in(_CLOSED_SQL)).values(
+        last_message_at=_NOW)
+    if with_client_id:
+        stmt = stmt.where(~exists().where(_msg.c.conversation_id == bindparam("cid"),
+                                          _msg.c.client_id == bindparam("client_id")))
+    return stmt
+
+
+_PARTICIPANT_UPDATES = {(role, with_client_id): _participant_update(role, with_client_id)
+                        for role in ("customer", "agent") for with_client_id in (False, True)}
+_INSERT_MESSAGE = _msg.insert()
+
+
+def _customer_send(with_client_id: bool):
+    """WITH conv AS (UPDATE the customer's open conversation RETURNING id)
+    INSERT the message FROM conv: no conversation row, no message."""
+    conv = _participant_update("customer", with_client_id).returning(_conv.c.id).cte("conv")
+    # Parameter names that are no column names: an UPDATE takes those as SET values.
+    row = select(bindparam("mid", type_=String()), conv.c.id, bindparam("client_id", type_=String()),
+                 bindparam("me", type_=String()), literal_column("'customer'", String()),
+                 bindparam("body", type_=_msg.c.content.type),
+                 bindparam("kind", type_=String()),
+                 literal_column("'sent'", String()), false(), _NOW, _NOW).select_from(conv)
+    return insert(_msg).from_select(
+        ["id", "conversation_id", "client_id", "sender_id", "sender_type", "content",
+         "message_type", "status", "is_private", "created_at", "updated_at"], row).add_cte(conv).returning(
+        _msg.c.id)
+
+
+_CUSTOMER_SENDS = {with_client_id: _customer_send(with_client_id) for with_client_id in (False, True)}
+
+
+def send_customer_message_at_once(session: Session, me: Any, conversation_id: str, *,
+                                  content: Any, message_type: str = "text",
+                                  client_id: str | None = None) -> dict[str, Any] | None:
+    """A customer's plain message as ONE statement (PostgreSQL); its JSON, or None.
+
+    The statement is atomic by itself, so the caller may run it in an
+    autocommit session: no BEGIN and COMMIT round trips. None means not this
+    case (another database, a role, an error to report, a repeated client_id)
+    and that nothing was written: the caller then takes `post_message` in a
+    transaction, which answers as always.
+    """
+    if me.role != "customer" or session.get_bind().dialect.name != "postgresql":
+        return None
+    try:
+        content = validate_content(message_type, content)
+    except ChatError:
+        return None
+    now = utcnow()
+    row = {"id": new_id(), "conversation_id": conversation_id, "client_id": client_id,
+           "sender_id": me.id, "sender_type": "customer", "content": content,
+           "message_type": message_type, "status": "sent", "is_private": False,
+           "created_at": now, "updated_at": now}
+    done = session.connection().execute(_CUSTOMER_SENDS[client_id is not None], {
+        "mid": row["id"], "cid": conversation_id, "client_id": client_id, "me": me.id,
+        "body": content, "kind": message_type, "now": now}).first()
+    if done is None:
+        return None
+    data = message_json(Message(**row))  # transient: the JSON's one shape, no ORM state
+    publish(topic(conversation_id), "message:receive", data, session=session)
+    return data
+
+
+def _send_direct(session: Session, me: Any, conversation_id: str, content: Any,
+                 message_type: str, client_id: str | None,
+                 is_online: Callable[[str], bool] | None) -> dict[str, Any] | None:
+    """A customer's or the assigned agent's message in two statements; None: not this case."""
+    stmt = _PARTICIPANT_UPDATES.get((me.role, client_id is not None))
+    if stmt is None:
+        return None
+    try:
+        content = validate_content(message_type, content)
+    except ChatError:
+        return None  # reported by send_message, after the access checks as always
+    now = utcnow()
+    conn = session.connection()
+    result = conn.execute(stmt, {"me": me.id, "cid": conversation_id, "now": now,
+                                 "client_id": client_id})
+    if me.role == "customer":
+        if result.rowcount != 1:
+            return None
+        conv = None
+    else:
+        conv = result.first()
+        if conv is None:
+            return None
+    row = {"id": new_id(), "conversation_id": conversation_id, "client_id": client_id,
+           "sender_id": me.id, "sender_type": "customer" if me.role == "customer" else "agent",
+           "content": content, "message_type": message_type, "status": "sent",
+           "is_private": False, "created_at": now, "updated_at": now}
+    conn.execute(_INSERT_MESSAGE, row)
+    data = message_json(Message(**row))  # transient: the JSON's one shape, no ORM state
+    publish(topic(conversation_id), "message:receive", data, session=session)
+    if conv is not None:
+        if conv.first_response_at is None:
+            _record_first_response(session, conversation_id, conv.assigned_at or conv.created_at,
+                                   me.id, now)
+        _notify_if_offline(session, me, conversation_id, conv.customer_id, row["id"], content,
+                           is_online)
+    return data
+
+
 def _first_response(session: Session, conv: Conversation, agent_id: str, at: datetime) -> None:
+    if _record_first_response(session, conv.id, conv.assigned_at or conv.created_at, agent_id, at):
+        conv.first_response_at = at
+
+
+def _record_first_response(session: Session, conversation_id: str, since: datetime,
+                           agent_id: str, at: datetime) -> bool:
     """Record the first answer once (conditional update) and fold it into the agent's average."""
     done = session.execute(update(Conversation)
-                           .where(Conversation.id == conv.id,
+                           .where(Conversation.id == conversation_id,
                                   Conversation.first_response_at.is_(None))
                            .values(first_response_at=at)
                            .execution_options(synchronize_session=False)).rowcount
     if not done:
-        return
-    conv.first_response_at = at
-    seconds = max(0.0, (at - (conv.assigned_at or conv.created_at)).total_seconds())
+        return False
+    seconds = max(0.0, (at - since).total_seconds())
     session.execute(update(Agent).where(Agent.user_id == agent_id).values(
         response_time_avg=(func.coalesce(Agent.response_time_avg, 0.0) * Agent.responses_count
                            + seconds) / (Agent.responses_count + 1),
         responses_count=Agent.responses_count + 1).execution_options(synchronize_session=False))
+    return True
 
 
 def history(session: Session, me: Any, conversation_id: str, *, after: str | None = None,

@@ -8,10 +8,12 @@ import base64
 from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any, Literal
+from weakref import WeakKeyDictionary
 
 from flask import Blueprint, Response, current_app, request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import sessionmaker
 
 from actions import chat, chat_agents, routing
 from actions.chat_errors import ChatError
@@ -22,6 +24,7 @@ from api.ids import ID, check_id
 from api.openapi import _validation_message, body, query, responds
 from api.stats import stats_section
 from broadcast.commands import CommandError, command
+from models import make_session_factory, session_scope
 
 bp = Blueprint("chat", __name__, url_prefix="/api/v1")
 
@@ -251,16 +254,37 @@ def post_message(me, cid: str, payload: MessageIn):
     return msg, 201 if created else 200
 
 
+_autocommit_factories: WeakKeyDictionary = WeakKeyDictionary()
+
+
+def _autocommit_sessions(sessions: sessionmaker) -> sessionmaker:
+    """Sessions on the same pool whose statements commit one by one (no BEGIN/COMMIT)."""
+    factory = _autocommit_factories.get(sessions)
+    if factory is None:
+        engine = sessions.kw["bind"].execution_options(isolation_level="AUTOCOMMIT")
+        factory = _autocommit_factories[sessions] = make_session_factory(engine)
+    return factory
+
+
 def send(me, cid: str, payload: MessageIn) -> tuple[dict, bool]:
     services = _services()
     presence = services.presence
+    if me.role == "customer" and not payload.private:
+        try:
+            with session_scope(_autocommit_sessions(services.sessions)) as s:
+                sent = chat.send_customer_message_at_once(
+                    s, me, cid, content=payload.content.model_dump(),
+                    message_type=payload.message_type, client_id=payload.client_id)
+        except IntegrityError:  # the same client_id racing: the full path finds the first
+            sent = None
+        if sent is not None:
+            return sent, True
 
     def fn(s):
-        msg, created = chat.send_message(
+        return chat.post_message(
             s, me, cid, content=payload.content.model_dump(), message_type=payload.message_type,
             client_id=payload.client_id, private=payload.private,
             is_online=presence.is_online if presence is not None else None)
-        return chat.message_json(msg), created
     return run(fn, retry_conflict=True)
 
 

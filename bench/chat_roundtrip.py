@@ -3,15 +3,19 @@
 1. Routing throughput: N conversations wait, then 50 agents come online;
    conversations assigned per second until all N are.
 2. Chat round trip at N active conversations: customers send over HTTP to web
-   process A, each agent's WebSocket (on web process B) receives
-   `message:receive`; latency = receive time - send time (same host clock).
+   process A (`--post-to both`: to A and B in turn), each agent's WebSocket
+   (on web process B) receives `message:receive`; latency = receive time -
+   send time (same host clock). Then the CPU each process used per message.
 
     .venv/bin/python bench/chat_roundtrip.py [--conversations 1000] [--rate 100] [--seconds 20]
+                                             [--post-to a|both]
 """
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -35,6 +39,36 @@ from tests.support.procs import WebServer, Worker  # noqa: E402
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 REDIS_URL = "redis://127.0.0.1:6379/0"
 AGENTS = 50
+
+
+def group_cpu(pgid: int) -> float:
+    """CPU seconds (user + system) used so far by the processes of one process group."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid:  # after the name: state, ppid, pgrp, ...; utime, stime at 11, 12
+            total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
+def post_json(port: int, path: str, tok: str, payload: dict) -> tuple[int, bytes]:
+    """One POST on a new connection, as `requests.post` sends it, for a fraction of its CPU
+    (the load generator shares the machine's two cores with what it measures)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        conn.request("POST", path, body=json.dumps(payload),
+                     headers={"Authorization": "Bearer " + tok, "Content-Type": "application/json"})
+        resp = conn.getresponse()
+        return resp.status, resp.read()
+    finally:
+        conn.close()
 
 
 def pct(values: list[float], p: float) -> float:
@@ -88,6 +122,9 @@ def main() -> None:
     parser.add_argument("--conversations", type=int, default=1000)
     parser.add_argument("--rate", type=float, default=100.0, help="customer messages per second")
     parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--post-to", choices=("a", "both"), default="a",
+                        help="web processes the customers' POSTs go to (both: alternately, "
+                             "as behind a balancer; the agents stay on B)")
     args = parser.parse_args()
     n = args.conversations
     limit = -(-n // AGENTS)
@@ -148,25 +185,33 @@ def main() -> None:
             if delay > 0:
                 time.sleep(delay)  # pacing the load, not waiting for a result
             t0 = time.time()
-            r = requests.post(f"{a.url}/api/v1/conversations/{conv_of[cust]}/messages", timeout=30,
-                              headers={"Authorization": "Bearer " + cust_tokens[cust]},
-                              json={"content": {"text": f"m{k}", "metadata": {"t0": t0}}})
+            web = b if args.post_to == "both" and k % 2 else a
+            status, body = post_json(web.port, f"/api/v1/conversations/{conv_of[cust]}/messages",
+                                     cust_tokens[cust],
+                                     {"content": {"text": f"m{k}", "metadata": {"t0": t0}}})
             post_ms.append((time.time() - t0) * 1000)
-            assert r.status_code == 201, r.text
+            assert status == 201, body
 
         post_ms: list[float] = []
+        cpu_before = [group_cpu(p.pid) for p in procs] + [time.process_time()]
         started_at = time.time() + 0.5
         with ThreadPoolExecutor(64) as pool:
             list(pool.map(send, range(total)))
         deadline = time.monotonic() + 30
         while sum(len(x.latencies) for x in agents) < total and time.monotonic() < deadline:
             time.sleep(0.05)
+        cpu_after = [group_cpu(p.pid) for p in procs] + [time.process_time()]
         lat = [v * 1000 for x in agents for v in x.latencies]
         print(f"round trip at {n} active conversations, {args.rate:.0f} msg/s for {args.seconds:.0f} s: "
               f"{len(lat)}/{total} delivered, p50 {statistics.median(lat):.1f} ms, "
               f"p99 {pct(lat, 99):.1f} ms, max {max(lat):.1f} ms")
         print(f"  of which the HTTP POST (customer's send acknowledged): "
               f"p50 {statistics.median(post_ms):.1f} ms, p99 {pct(post_ms, 99):.1f} ms")
+        used = [(after - before) * 1000 / total for before, after in zip(cpu_before, cpu_after)]
+        print("  CPU per message during the sends (ms): " + ", ".join(
+            f"{label} {ms:.2f}" for label, ms in
+            zip(("web A (HTTP)", "web B (WebSocket" + (" + HTTP)" if args.post_to == "both" else ")"),
+                 "routing worker", "this client"), used)))
         for agent in agents:
             agent.ws.close()
     finally:

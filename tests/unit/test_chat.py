@@ -153,6 +153,33 @@ def test_messages_client_id_idempotency(client, assigned, events):
     assert msg["content"] == {"text": "one", "attachments": [], "metadata": {}}
 
 
+def test_a_send_keeps_the_conversation_up_to_date(client, assigned, services):
+    from models import Conversation, Message
+    cid = assigned["id"]
+
+    def conv():
+        with services.session() as s:
+            return s.get(Conversation, cid)
+
+    first = send(client, cid, "cust-1", "customer", "one").get_json()
+    waiting_since = conv().awaiting_reply_since
+    assert waiting_since is not None
+    assert conv().last_message_at.isoformat().replace("+00:00", "Z") == first["created_at"]
+    second = send(client, cid, "cust-1", "customer", "two").get_json()
+    after = conv()
+    assert after.awaiting_reply_since == waiting_since  # the oldest unanswered one stays
+    assert after.last_message_at.isoformat().replace("+00:00", "Z") == second["created_at"]
+    assert send(client, cid, "agent-a", "agent", "three").status_code == 201
+    assert conv().awaiting_reply_since is None
+    with services.session() as s:
+        stored = s.get(Message, second["id"])
+        assert (stored.sender_id, stored.sender_type, stored.content["text"]) == \
+            ("cust-1", "customer", "two")
+    # a client_id is the sender's own: the agent cannot take the customer's
+    assert send(client, cid, "cust-1", "customer", "k", client_id="k-1").status_code == 201
+    error(send(client, cid, "agent-a", "agent", "k", client_id="k-1"), 409, "client_id_taken")
+
+
 @pytest.mark.parametrize("body,status,code", [
     ({"content": {"text": "x" * 10_001}}, 400, "validation_error"),
     ({"content": {"text": ""}}, 400, "empty_message"),
