@@ -105,6 +105,7 @@ class Services:
     redis: object = None
     background: list = field(default_factory=list)
     announcer: object = None
+    throttle: object = None   # at most once per interval per key (broadcast/throttle.py)
 
     @contextmanager
     def session(self) -> Iterator[Session]:
@@ -132,8 +133,11 @@ class Services:
                     settings.redis_url, max_connections=64, timeout=20))
             else:
                 bus = MemoryBus(settings.history_min_events, settings.history_min_seconds)
+        from broadcast.throttle import LocalThrottle, RedisThrottle
+        throttle = (RedisThrottle(client, settings.redis_prefix + "once:") if client is not None
+                    else LocalThrottle())
         services = cls(settings=settings, sessions=sessions, bus=bus,
-                       users=UserRegistry(sessions), redis=client)
+                       users=UserRegistry(sessions), redis=client, throttle=throttle)
         broadcast.use_bus(bus)
         _set_current(services)
         return services

@@ -7,8 +7,6 @@ Nothing here imports Flask or Celery.
 """
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -19,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from actions.chat_errors import ChatError
 from broadcast import publish
+from broadcast.throttle import LocalThrottle
 from models import Agent, Conversation, Customer, Message, MessageReceipt, new_id, utcnow
 from models.chat import MESSAGE_TYPES, PRIORITIES
 from models.types import UTCDateTime
@@ -529,31 +528,15 @@ def mark_read(session: Session, me: Any, message_id: Any,
 
 # ---- typing, join, leave ---------------------------------------------------------
 
-class TypingThrottle:
-    """At most one `user:typing` per user and conversation per interval (per process)."""
-
-    def __init__(self) -> None:
-        self._last: dict[tuple[str, str], float] = {}
-        self._lock = threading.Lock()
-
-    def allow(self, user_id: str, conversation_id: str, interval: float) -> bool:
-        now = time.monotonic()
-        key = (user_id, conversation_id)
-        with self._lock:
-            if now - self._last.get(key, -1e9) < interval:
-                return False
-            if len(self._last) > 100_000:
-                self._last.clear()
-            self._last[key] = now
-            return True
+# Without a shared one (tests, a single process), one per process.
+_LOCAL_TYPING = LocalThrottle()
 
 
-THROTTLE = TypingThrottle()
-
-
-def typing(session: Session, me: Any, conversation_id: str, interval: float = 2.0) -> dict[str, Any]:
+def typing(session: Session, me: Any, conversation_id: str, interval: float = 2.0,
+           throttle: Any = None) -> dict[str, Any]:
+    """`user:typing`, at most once per `interval` per user and conversation (`throttle`)."""
     conv = access_conversation(session, me, conversation_id, write=True)
-    if not THROTTLE.allow(me.id, conv.id, interval):
+    if not (throttle or _LOCAL_TYPING).allow(f"typing:{me.id}:{conv.id}", interval):
         return {"sent": False}
     publish(topic(conv.id), "user:typing", {"user_id": me.id, "conversation_id": conv.id},
             ephemeral=True)

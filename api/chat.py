@@ -322,8 +322,9 @@ def delivered(me, cid: str, payload: MessageRef):
 def typing(me, cid: str):
     """Ephemeral `user:typing` (throttled per user)."""
     check_id(cid)
-    interval = _services().settings.typing_throttle_seconds
-    return run(lambda s: chat.typing(s, me, cid, interval))
+    services = _services()
+    return run(lambda s: chat.typing(s, me, cid, services.settings.typing_throttle_seconds,
+                                     services.throttle))
 
 
 @bp.post("/conversations/<cid>/join")
@@ -559,8 +560,9 @@ def cmd_delivered(me, data: dict) -> dict:
 @command("user:typing")
 def cmd_typing(me, data: dict) -> dict:
     p = _parse(ConvRef, data)
-    interval = _services().settings.typing_throttle_seconds
-    return _cmd(lambda s: chat.typing(s, me, p.conversation_id, interval))
+    services = _services()
+    return _cmd(lambda s: chat.typing(s, me, p.conversation_id,
+                                      services.settings.typing_throttle_seconds, services.throttle))
 
 
 @command("conversation:join")
