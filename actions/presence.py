@@ -51,7 +51,11 @@ def presence_topics(session: Session, user_id: str) -> list[str]:
 def announce_many(session: Session, changes: list[tuple[str, bool]],
                   grace_seconds: float | None = None) -> None:
     """Publish each change in order; an agent's dropped connection also stops new assignments
-    until they are back (their conversations wait out the grace period)."""
+    until they are back (their conversations wait out the grace period).
+
+    The events go out when `session` commits: whoever hears `user:offline` and then asks
+    for the agent finds them offline, not a state the announcement has not reached yet.
+    """
     from actions.chat_agents import connection_changed
     if not changes:
         return
@@ -63,7 +67,7 @@ def announce_many(session: Session, changes: list[tuple[str, bool]],
         event = "user:online" if online else "user:offline"
         data = {"user_id": user_id, "timestamp": datetime.now(timezone.utc).isoformat()}
         for topic in topics[user_id]:
-            publish(topic, event, data, ephemeral=True)
+            publish(topic, event, data, ephemeral=True, session=session)
         if "agents" in topics[user_id]:
             connection_changed(session, user_id, online, grace_seconds)
 

@@ -240,3 +240,22 @@ def test_language_hold_only_while_a_speaker_is_online(client, services):
     # nobody online speaks Japanese: no point waiting
     jp = open_conv(client, "j1", metadata={"language": "jp"})["id"]
     assert route_waiting(services.session, hold_seconds=600) == [jp]
+
+
+def test_an_agent_going_offline_is_announced_only_once_it_is_recorded(client, services):
+    """Whoever hears `user:offline` and then asks finds the agent offline."""
+    from actions.presence import announce_many
+    make_agent(client, "a1", limit=3)
+    cid = open_conv(client)["id"]
+    route_waiting(services.session)
+    heard = []
+    services.bus.attach(lambda ev: heard.append(ev.name))
+    services.bus.listen(f"conversation:{cid}")
+
+    def agent_status():
+        with services.session() as s:
+            return s.get(Agent, "a1").status
+    with services.session() as s:
+        announce_many(s, [("a1", False)], grace_seconds=120)
+        assert "user:offline" not in heard  # not before the commit
+    assert "user:offline" in heard and agent_status() == "offline"
