@@ -106,10 +106,18 @@ class Services:
     background: list = field(default_factory=list)
     announcer: object = None
     throttle: object = None   # at most once per interval per key (broadcast/throttle.py)
+    autocommit_sessions: sessionmaker[Session] | None = None
 
     @contextmanager
     def session(self) -> Iterator[Session]:
         with session_scope(self.sessions) as session:
+            yield session
+
+    @contextmanager
+    def autocommit_session(self) -> Iterator[Session]:
+        """A session on the same pool whose statements commit one by one: no BEGIN and
+        COMMIT round trips, for work that is one atomic statement."""
+        with session_scope(self.autocommit_sessions) as session:
             yield session
 
     @classmethod
@@ -137,7 +145,9 @@ class Services:
         throttle = (RedisThrottle(client, settings.redis_prefix + "once:") if client is not None
                     else LocalThrottle())
         services = cls(settings=settings, sessions=sessions, bus=bus,
-                       users=UserRegistry(sessions), redis=client, throttle=throttle)
+                       users=UserRegistry(sessions), redis=client, throttle=throttle,
+                       autocommit_sessions=make_session_factory(
+                           engine.execution_options(isolation_level="AUTOCOMMIT")))
         broadcast.use_bus(bus)
         _set_current(services)
         return services
@@ -162,6 +172,16 @@ _lock = threading.Lock()
 def _set_current(services: Services) -> None:
     global _current
     _current = services
+
+
+def current_services() -> Services:
+    """The services of the app serving this request; outside one (a WebSocket command, a
+    worker), this process's. Tests run several apps in one process, hence the app first."""
+    from flask import current_app
+    try:
+        return current_app.extensions["switchboard"]
+    except RuntimeError:
+        return get_services()
 
 
 def get_services() -> Services:

@@ -12,14 +12,13 @@ from typing import Any, Protocol
 from sqlalchemy.orm import Session
 
 from actions.chat import access_conversation
+from actions.errors import DomainError
 from models import Attachment, new_id
 from settings import ROOT
 
 
-class StorageError(Exception):
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
+class StorageError(DomainError):
+    """A refused upload (type, size, key)."""
 
 
 class Storage(Protocol):

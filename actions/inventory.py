@@ -21,6 +21,7 @@ from typing import Any
 from sqlalchemy import func, literal_column, select, update
 from sqlalchemy.orm import Session
 
+from actions.errors import DomainError
 from broadcast import publish
 from models import Product, Reservation, StockChange, StockLevel, User, utcnow
 
@@ -31,12 +32,8 @@ HELD = Reservation.status == literal_column("'held'")
 DEFAULT_LOCATION = "default"
 
 
-class InventoryError(Exception):
-    """A refused change: `status` and `code` become the HTTP error."""
-
-    def __init__(self, status: int, code: str, message: str, **extra: Any) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message, self.extra = status, code, message, extra
+class InventoryError(DomainError):
+    """A refused change of stock or of a reservation."""
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from actions.errors import DomainError
 from broadcast import publish
 from models import AnalyticsEvent, Order, OrderStatusHistory, utcnow
 
@@ -38,10 +39,8 @@ TRANSITIONS: dict[str, frozenset[str]] = {
 STOP_TRACKING = frozenset({"delivered", "cancelled", "returned"})
 
 
-class OrderError(Exception):
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
+class OrderError(DomainError):
+    """A refused order change (an illegal transition, an unknown order)."""
 
 
 def order_json(order: Order, with_history: bool = True) -> dict[str, Any]:

@@ -8,50 +8,38 @@ import base64
 from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any, Literal
-from weakref import WeakKeyDictionary
 
-from flask import Blueprint, Response, current_app, request
+from flask import Blueprint, Response, request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import sessionmaker
 
 from actions import chat, chat_agents, routing
-from actions.chat_errors import ChatError
-from actions.chat_storage import StorageError, storage_for
+from actions.errors import DomainError
+from actions.chat_storage import storage_for
 from api.auth import require
 from api.errors import ApiError
 from api.ids import ID, check_id
 from api.openapi import _validation_message, body, query, responds
 from api.stats import stats_section
 from broadcast.commands import CommandError, command
-from models import make_session_factory, session_scope
+from services import current_services
 
 bp = Blueprint("chat", __name__, url_prefix="/api/v1")
 
 Id = Field(min_length=1, max_length=64, pattern=ID)
 
 
-def _services():
-    from services import get_services
-    try:
-        return current_app.extensions["switchboard"]
-    except RuntimeError:  # outside a request: a WebSocket command runs in the app's process
-        return get_services()
-
-
 def run(fn: Callable[[Any], Any], retry_conflict: bool = False) -> Any:
-    """Run `fn(session)` in one transaction; a ChatError becomes the JSON error.
+    """Run `fn(session)` in one transaction (a ChatError is answered by api/errors.py).
 
     With `retry_conflict`, a unique-key race (two sends with one client_id) is
     retried once in a fresh transaction, which then finds the first row.
     """
-    services = _services()
+    services = current_services()
     for attempt in (0, 1):
         try:
             with services.session() as session:
                 return fn(session)
-        except ChatError as exc:
-            raise ApiError(exc.status, exc.code, exc.message) from None
         except IntegrityError:
             if not retry_conflict or attempt:
                 raise ApiError(409, "conflict", "a concurrent change won; try again") from None
@@ -231,7 +219,7 @@ def get_conversation(me, cid: str):
     """One conversation (participant, admin)."""
     check_id(cid)
 
-    presence = _services().presence
+    presence = current_services().presence
 
     def fn(s):
         conv = chat.access_conversation(s, me, cid)
@@ -254,24 +242,12 @@ def post_message(me, cid: str, payload: MessageIn):
     return msg, 201 if created else 200
 
 
-_autocommit_factories: WeakKeyDictionary = WeakKeyDictionary()
-
-
-def _autocommit_sessions(sessions: sessionmaker) -> sessionmaker:
-    """Sessions on the same pool whose statements commit one by one (no BEGIN/COMMIT)."""
-    factory = _autocommit_factories.get(sessions)
-    if factory is None:
-        engine = sessions.kw["bind"].execution_options(isolation_level="AUTOCOMMIT")
-        factory = _autocommit_factories[sessions] = make_session_factory(engine)
-    return factory
-
-
 def send(me, cid: str, payload: MessageIn) -> tuple[dict, bool]:
-    services = _services()
+    services = current_services()
     presence = services.presence
     if me.role == "customer" and not payload.private:
         try:
-            with session_scope(_autocommit_sessions(services.sessions)) as s:
+            with services.autocommit_session() as s:
                 sent = chat.send_customer_message_at_once(
                     s, me, cid, content=payload.content.model_dump(),
                     message_type=payload.message_type, client_id=payload.client_id)
@@ -322,7 +298,7 @@ def delivered(me, cid: str, payload: MessageRef):
 def typing(me, cid: str):
     """Ephemeral `user:typing` (throttled per user)."""
     check_id(cid)
-    services = _services()
+    services = current_services()
     return run(lambda s: chat.typing(s, me, cid, services.settings.typing_throttle_seconds,
                                      services.throttle))
 
@@ -384,15 +360,12 @@ def rating(me, cid: str, payload: RatingIn):
 def upload(me, cid: str):
     """Upload a file (multipart `file`); returns the attachment to put in a message's content."""
     check_id(cid)
-    settings = _services().settings
+    settings = current_services().settings
     f = request.files.get("file")
     if f is None or not f.filename:
         raise ApiError(400, "missing_file", "send the file as multipart form field 'file'")
     data = f.read(settings.attachment_max_bytes + 1)
-    try:
-        return run(lambda s: chat_storage_upload(s, me, cid, f.filename, f.mimetype, data, settings)), 201
-    except StorageError as exc:
-        raise ApiError(exc.status, exc.code, exc.message) from None
+    return run(lambda s: chat_storage_upload(s, me, cid, f.filename, f.mimetype, data, settings)), 201
 
 
 def chat_storage_upload(session, me, cid, filename, content_type, data, settings):
@@ -407,7 +380,7 @@ def download(me, aid: str):
     """An attachment's bytes (participants of its conversation)."""
     check_id(aid)
     from actions.chat_storage import read_attachment
-    settings = _services().settings
+    settings = current_services().settings
     att, data = run(lambda s: read_attachment(s, me, aid, storage_for(settings)))
     return Response(data, mimetype=att["content_type"], headers={
         "Content-Disposition": f'attachment; filename="{att["safe_name"]}"',
@@ -441,7 +414,7 @@ def get_agents(me):
 
 
 def _set_status(me, aid: str, status: str, create: bool) -> dict:
-    grace = _services().settings.agent_grace_seconds
+    grace = current_services().settings.agent_grace_seconds
     return run(lambda s: chat_agents.agent_json(chat_agents.set_status(
         s, aid, status, name=me.name if create else None, grace_seconds=grace, create=create)))
 
@@ -510,7 +483,7 @@ def _chat_stats(session):
 def _cmd(fn: Callable[[Any], Any], retry_conflict: bool = False) -> Any:
     try:
         return run(fn, retry_conflict)
-    except ApiError as exc:
+    except (ApiError, DomainError) as exc:
         raise CommandError(exc.code, exc.message, exc.status) from None
 
 
@@ -540,7 +513,7 @@ def cmd_send(me, data: dict) -> dict:
     p = _parse(SendCmd, data)
     try:
         msg, created = send(me, p.conversation_id, p)
-    except ApiError as exc:
+    except (ApiError, DomainError) as exc:
         raise CommandError(exc.code, exc.message, exc.status) from None
     return {**msg, "duplicate": not created}
 
@@ -560,7 +533,7 @@ def cmd_delivered(me, data: dict) -> dict:
 @command("user:typing")
 def cmd_typing(me, data: dict) -> dict:
     p = _parse(ConvRef, data)
-    services = _services()
+    services = current_services()
     return _cmd(lambda s: chat.typing(s, me, p.conversation_id,
                                       services.settings.typing_throttle_seconds, services.throttle))
 
@@ -582,6 +555,6 @@ def cmd_available(me, data: dict) -> dict:
     if me.role != "agent":
         raise CommandError("forbidden", "only agents set their status", 403)
     p = _parse(StatusIn, data)
-    grace = _services().settings.agent_grace_seconds
+    grace = current_services().settings.agent_grace_seconds
     return _cmd(lambda s: chat_agents.agent_json(chat_agents.set_status(
         s, me.id, p.status, name=me.name, grace_seconds=grace, create=True)))

@@ -6,6 +6,8 @@ import logging
 from flask import Flask, jsonify
 from werkzeug.exceptions import HTTPException
 
+from actions.errors import DomainError
+
 log = logging.getLogger(__name__)
 
 _CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
@@ -31,6 +33,10 @@ def error_body(code: str, message: str, details: object = None) -> dict:
 
 
 def register_error_handlers(app: Flask) -> None:
+    @app.errorhandler(DomainError)
+    def _domain_error(exc: DomainError):
+        return jsonify(error_body(exc.code, exc.message, exc.details or None)), exc.status
+
     @app.errorhandler(ApiError)
     def _api_error(exc: ApiError):
         return jsonify(error_body(exc.code, exc.message, exc.details)), exc.status, exc.headers

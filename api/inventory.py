@@ -6,26 +6,19 @@ from __future__ import annotations
 
 from typing import Literal
 
-from flask import Blueprint, current_app, request
+from flask import Blueprint, request
 from pydantic import BaseModel, Field
 
 from actions import inventory, reservations
-from actions.inventory import InventoryError, LevelKey
+from actions.inventory import LevelKey
 from api.auth import require
 from api.errors import ApiError
 from api.ids import ID, check_id
 from api.openapi import body, responds
 from api.stats import stats_section
+from services import current_services
 
 bp = Blueprint("inventory", __name__, url_prefix="/api/v1")
-
-def _services():
-    return current_app.extensions["switchboard"]
-
-
-def _fail(exc: InventoryError) -> ApiError:
-    return ApiError(exc.status, exc.code, exc.message, details=exc.extra or None)
-
 
 class StockIn(BaseModel):
     variant_id: str | None = Field(default=None, max_length=64, pattern=ID)
@@ -87,12 +80,9 @@ def _key(product_id: str, variant_id: str | None, location: str | None) -> Level
 @responds(200, LevelOut, "the stock level after the change")
 def set_stock(product_id: str, me, payload: StockIn):
     """Set on-hand stock of a product (variant, location)."""
-    try:
-        with _services().session() as session:
-            return inventory.set_stock(session, _key(product_id, payload.variant_id, payload.location),
-                                       payload.quantity, payload.low_stock_threshold)
-    except InventoryError as exc:
-        raise _fail(exc) from None
+    with current_services().session() as session:
+        return inventory.set_stock(session, _key(product_id, payload.variant_id, payload.location),
+                                   payload.quantity, payload.low_stock_threshold)
 
 
 @bp.post("/products/<product_id>/stock/adjust")
@@ -101,12 +91,9 @@ def set_stock(product_id: str, me, payload: StockIn):
 @responds(200, LevelOut, "the stock level after the change")
 def adjust_stock(product_id: str, me, payload: AdjustIn):
     """Adjust on-hand stock by a delta (sale, restock, adjustment)."""
-    try:
-        with _services().session() as session:
-            return inventory.adjust_stock(session, _key(product_id, payload.variant_id, payload.location),
-                                          payload.delta, payload.change_type)
-    except InventoryError as exc:
-        raise _fail(exc) from None
+    with current_services().session() as session:
+        return inventory.adjust_stock(session, _key(product_id, payload.variant_id, payload.location),
+                                      payload.delta, payload.change_type)
 
 
 @bp.get("/products/<product_id>/stock")
@@ -114,7 +101,7 @@ def adjust_stock(product_id: str, me, payload: AdjustIn):
 @responds(200, StockOut, "available stock per variant (on hand minus unexpired holds)")
 def get_stock(product_id: str, me):
     """Available stock of a product per variant."""
-    with _services().session() as session:
+    with current_services().session() as session:
         view = inventory.stock_view(session, check_id(product_id))
     if view is None:
         raise ApiError(404, "not_found", f"no product {product_id}")
@@ -137,30 +124,24 @@ def create_reservation(me, payload: ReserveIn):
         customer_id = me.id
     else:
         customer_id = payload.customer_id
-    services = _services()
-    try:
-        with services.session() as session:
-            r, created = reservations.hold(
-                session, product_id=payload.product_id, variant_id=payload.variant_id,
-                quantity=payload.quantity, owner_id=me.id, customer_id=customer_id,
-                ttl_seconds=services.settings.reservation_ttl_seconds, idempotency_key=key)
-            out = reservations.reservation_json(r)
-    except InventoryError as exc:
-        raise _fail(exc) from None
+    services = current_services()
+    with services.session() as session:
+        r, created = reservations.hold(
+            session, product_id=payload.product_id, variant_id=payload.variant_id,
+            quantity=payload.quantity, owner_id=me.id, customer_id=customer_id,
+            ttl_seconds=services.settings.reservation_ttl_seconds, idempotency_key=key)
+        out = reservations.reservation_json(r)
     return out, 201 if created else 200
 
 
 def _act(reservation_id: str, me, fn):
-    try:
-        with _services().session() as session:
-            r = session.get(reservations.Reservation, check_id(reservation_id))
-            if r is None:
-                raise InventoryError(404, "not_found", f"no reservation {reservation_id}")
-            if not reservations.can_act(r, me.id, me.role):
-                raise InventoryError(403, "forbidden", "not your reservation")
-            return reservations.reservation_json(fn(session, reservation_id))
-    except InventoryError as exc:
-        raise _fail(exc) from None
+    with current_services().session() as session:
+        r = session.get(reservations.Reservation, check_id(reservation_id))
+        if r is None:
+            raise ApiError(404, "not_found", f"no reservation {reservation_id}")
+        if not reservations.can_act(r, me.id, me.role):
+            raise ApiError(403, "forbidden", "not your reservation")
+        return reservations.reservation_json(fn(session, reservation_id))
 
 
 @bp.post("/reservations/<reservation_id>/commit")

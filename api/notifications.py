@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from flask import Blueprint, current_app
+from flask import Blueprint
 from pydantic import BaseModel, ConfigDict, Field
 
 from actions import notifications as notes
@@ -13,15 +13,12 @@ from api.errors import ApiError
 from api.ids import ID
 from api.openapi import body, query, responds
 from api.stats import stats_section
+from services import current_services
 
 bp = Blueprint("notifications", __name__, url_prefix="/api/v1")
 
 TYPE = r"^[a-z0-9_]+$"
 Channel = Literal["push", "email", "sms", "websocket"]
-
-
-def _services():
-    return current_app.extensions["switchboard"]
 
 
 class NotificationIn(BaseModel):
@@ -56,7 +53,7 @@ def _check_types(session, types: set[str]) -> None:
 @responds(202, IdOut, "stored; delivery runs on the notifications queue")
 def create_notification(me, payload: NotificationIn):
     """Send a notification to a user."""
-    with _services().session() as session:
+    with current_services().session() as session:
         _check_types(session, {payload.type})
         ids = pipeline.create_many(session, [payload.model_dump()])
     return {"id": ids[0]}, 202
@@ -68,7 +65,7 @@ def create_notification(me, payload: NotificationIn):
 @responds(202, IdsOut, "stored; dispatched in batches of 100")
 def create_bulk(me, payload: BulkIn):
     """Send many notifications; they are dispatched in batches."""
-    services = _services()
+    services = current_services()
     with services.session() as session:
         _check_types(session, {n.type for n in payload.notifications})
         ids = pipeline.create_many(session, [n.model_dump() for n in payload.notifications],
@@ -105,7 +102,7 @@ class InboxOut(BaseModel):
 @responds(200, InboxOut, "the caller's inbox, newest first")
 def list_inbox(me, params: InboxQuery):
     """The caller's in-app inbox, newest first, with the unread count."""
-    with _services().session() as session:
+    with current_services().session() as session:
         return notes.inbox(session, me.id, params.unread, params.limit, params.before)
 
 
@@ -114,7 +111,7 @@ def list_inbox(me, params: InboxQuery):
 @responds(200, Item, "the item, read")
 def read_notification(me, id: str):
     """Mark one of the caller's notifications read."""
-    with _services().session() as session:
+    with current_services().session() as session:
         n = notes.mark_read(session, me.id, id)
         if n is None:
             raise ApiError(404, "not_found", "no such notification")
@@ -146,7 +143,7 @@ class PreferencesIn(BaseModel):
 @require()
 def get_preferences(me):
     """The caller's notification preferences (channels on and off, per type overrides)."""
-    with _services().session() as session:
+    with current_services().session() as session:
         return notes.preferences(session, me.id)
 
 
@@ -161,7 +158,7 @@ def put_preferences(me, payload: PreferencesIn):
     for t in (types or {}):
         if len(t) > 64:
             raise ApiError(400, "validation_error", "types: a type is at most 64 characters")
-    with _services().session() as session:
+    with current_services().session() as session:
         return notes.set_preferences(session, me.id, channels, types)
 
 
@@ -186,7 +183,7 @@ class PushSubscriptionDelete(BaseModel):
 @responds(201, description="registered")
 def add_push_subscription(me, payload: PushSubscriptionIn):
     """Register the browser's PushSubscription for web push."""
-    with _services().session() as session:
+    with current_services().session() as session:
         sub, created = notes.add_push_subscription(session, me.id, payload.endpoint,
                                                    payload.keys.p256dh, payload.keys.auth)
         return {"id": sub.id, "endpoint": sub.endpoint}, 201 if created else 200
@@ -198,7 +195,7 @@ def add_push_subscription(me, payload: PushSubscriptionIn):
 @responds(204, description="removed")
 def delete_push_subscription(me, payload: PushSubscriptionDelete):
     """Remove a web push subscription of the caller's."""
-    with _services().session() as session:
+    with current_services().session() as session:
         if not notes.remove_push_subscription(session, me.id, payload.endpoint):
             raise ApiError(404, "not_found", "no such subscription")
     return "", 204
@@ -209,7 +206,7 @@ def delete_push_subscription(me, payload: PushSubscriptionDelete):
 def vapid_public_key(me):
     """The VAPID public key for the browser's pushManager.subscribe()."""
     from providers.webpush import vapid_public_key as key_of
-    key = key_of(_services().settings)
+    key = key_of(current_services().settings)
     if not key:
         raise ApiError(503, "unavailable", "web push is not configured")
     return {"public_key": key}
@@ -230,7 +227,7 @@ class DeviceDelete(BaseModel):
 @responds(201, description="registered")
 def add_device(me, payload: DeviceIn):
     """Register an FCM registration token of the caller's device."""
-    with _services().session() as session:
+    with current_services().session() as session:
         device, created = notes.add_device(session, me.id, payload.token, payload.platform)
         return {"id": device.id, "platform": device.platform}, 201 if created else 200
 
@@ -241,7 +238,7 @@ def add_device(me, payload: DeviceIn):
 @responds(204, description="removed")
 def delete_device(me, payload: DeviceDelete):
     """Remove one of the caller's device tokens."""
-    with _services().session() as session:
+    with current_services().session() as session:
         if not notes.remove_device(session, me.id, payload.token):
             raise ApiError(404, "not_found", "no such device")
     return "", 204
@@ -273,7 +270,7 @@ def _check_type(type: str) -> None:
 def get_template(me, type: str):
     """A notification type's template (the built-in one until it is changed)."""
     _check_type(type)
-    with _services().session() as session:
+    with current_services().session() as session:
         if not notes.known_type(session, type):
             raise ApiError(404, "not_found", f"no template for {type!r}")
         return notes.template_json(notes.template_for(session, type))
@@ -286,7 +283,7 @@ def get_template(me, type: str):
 def put_template(me, type: str, payload: TemplateIn):
     """Create or replace a type's template; a template that does not compile is 422."""
     _check_type(type)
-    with _services().session() as session:
+    with current_services().session() as session:
         try:
             tpl = notes.put_template(session, type, payload.model_dump())
         except notes.TemplateInvalid as exc:
@@ -299,7 +296,7 @@ def put_template(me, type: str, payload: TemplateIn):
 def list_deliveries(me, id: str):
     """One row per channel attempt of a notification."""
     from models import Notification
-    with _services().session() as session:
+    with current_services().session() as session:
         if session.get(Notification, id) is None:
             raise ApiError(404, "not_found", "no such notification")
         return {"notification_id": id, "deliveries": pipeline.deliveries(session, id)}

@@ -8,26 +8,22 @@ import json
 from datetime import datetime
 from typing import Literal
 
-from flask import Blueprint, current_app, request
+from flask import Blueprint, request
 from pydantic import BaseModel, Field
 
 from actions import orders, tracking
-from actions.orders import OrderError
 from api.auth import require
 from api.errors import ApiError
 from api.ids import ID, check_id
 from api.openapi import body, responds
 from api.stats import stats_section
 from models import Order
+from services import current_services
 
 bp = Blueprint("orders", __name__, url_prefix="/api/v1")
 
 Status = Literal["pending", "confirmed", "processing", "shipped", "in_transit", "out_for_delivery",
                  "delivered", "cancelled", "returned", "failed_delivery"]
-
-
-def _services():
-    return current_app.extensions["switchboard"]
 
 
 class OrderIn(BaseModel):
@@ -68,10 +64,6 @@ class OrderOut(BaseModel):
     history: list[HistoryItem] = []
 
 
-def _fail(exc: OrderError) -> ApiError:
-    return ApiError(exc.status, exc.code, exc.message)
-
-
 @bp.put("/orders/<order_id>")
 @require("service", "admin")
 @body(OrderIn)
@@ -80,17 +72,14 @@ def _fail(exc: OrderError) -> ApiError:
 @responds(409, None, "a status change the lifecycle forbids")
 def put_order(order_id: str, me, payload: OrderIn):
     """Create or update an order."""
-    try:
-        with _services().session() as session:
-            order, created = orders.upsert_order(
-                session, check_id(order_id), customer_id=payload.customer_id,
-                status=payload.status, carrier=payload.carrier,
-                tracking_number=payload.tracking_number)
-            session.flush()
-            session.refresh(order)
-            out = orders.order_json(order)
-    except OrderError as exc:
-        raise _fail(exc) from None
+    with current_services().session() as session:
+        order, created = orders.upsert_order(
+            session, check_id(order_id), customer_id=payload.customer_id,
+            status=payload.status, carrier=payload.carrier,
+            tracking_number=payload.tracking_number)
+        session.flush()
+        session.refresh(order)
+        out = orders.order_json(order)
     return out, 201 if created else 200
 
 
@@ -101,18 +90,15 @@ def put_order(order_id: str, me, payload: OrderIn):
 @responds(409, None, "a transition the lifecycle forbids")
 def post_status(order_id: str, me, payload: StatusIn):
     """Change an order's status (broadcast, notification, history)."""
-    try:
-        with _services().session() as session:
-            order = orders.change_status(
-                session, check_id(order_id), payload.status,
-                location=payload.location.model_dump(exclude_none=True) if payload.location else None,
-                estimated_delivery=payload.estimated_delivery,
-                tracking_number=payload.tracking_number, notes=payload.notes, source="api")
-            session.flush()
-            session.refresh(order)
-            return orders.order_json(order)
-    except OrderError as exc:
-        raise _fail(exc) from None
+    with current_services().session() as session:
+        order = orders.change_status(
+            session, check_id(order_id), payload.status,
+            location=payload.location.model_dump(exclude_none=True) if payload.location else None,
+            estimated_delivery=payload.estimated_delivery,
+            tracking_number=payload.tracking_number, notes=payload.notes, source="api")
+        session.flush()
+        session.refresh(order)
+        return orders.order_json(order)
 
 
 @bp.get("/orders/<order_id>")
@@ -120,7 +106,7 @@ def post_status(order_id: str, me, payload: StatusIn):
 @responds(200, OrderOut, "the order with its status history")
 def get_order(order_id: str, me):
     """One order with its history (its customer, admin, the store's backend)."""
-    with _services().session() as session:
+    with current_services().session() as session:
         order = session.get(Order, check_id(order_id))
         if order is None or (me.role not in ("admin", "service") and order.customer_id != me.id):
             raise ApiError(404, "not_found", f"no order {order_id}")
@@ -132,7 +118,7 @@ def get_order(order_id: str, me):
 def carrier_webhook(carrier: str):
     """Tracking data pushed by a carrier, signed `X-Switchboard-Signature: sha256=<HMAC of the body>`."""
     from providers.carriers import registry
-    services = _services()
+    services = current_services()
     adapter = registry(services.settings).get(carrier)
     if adapter is None or not adapter.webhook_secret:
         raise ApiError(404, "not_found", f"no carrier {carrier} taking webhooks")
@@ -147,11 +133,8 @@ def carrier_webhook(carrier: str):
     number = payload.get("tracking_number") if isinstance(payload, dict) else None
     if not isinstance(number, str) or not number:
         raise ApiError(400, "validation_error", "tracking_number is required")
-    try:
-        with services.session() as session:
-            return tracking.webhook(session, carrier, number, adapter.parse(payload))
-    except OrderError as exc:
-        raise _fail(exc) from None
+    with services.session() as session:
+        return tracking.webhook(session, carrier, number, adapter.parse(payload))
 
 
 @stats_section("orders")

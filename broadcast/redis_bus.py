@@ -119,23 +119,23 @@ class RedisBus:
         if len(events) == 1:
             return [self._run_publish(events[0])]
         # One round trip; each event still runs the script on its own, so ids,
-        # history, trimming and idempotency are those of `publish`. EVALSHA by
-        # hand: a pipeline of Script calls first asks SCRIPT EXISTS, a round trip
-        # of its own, every time.
-        for attempt in (1, 2):
-            with self.redis.pipeline(transaction=False) as pipe:
-                for e in events:
-                    keys, args = self._script_input(e)
-                    pipe.evalsha(self._publish.sha, len(keys), *keys, *args)
-                try:
-                    results = pipe.execute()
-                    break
-                except redis.exceptions.NoScriptError:
-                    if attempt == 2:
-                        raise
-                    # A restarted Redis: nothing ran (every EVALSHA failed alike).
-                    self.redis.script_load(_PUBLISH)
+        # history, trimming and idempotency are those of `publish`.
+        try:
+            results = self._evalsha_all(events)
+        except redis.exceptions.NoScriptError:
+            # A restarted Redis: nothing ran (every EVALSHA failed alike).
+            self.redis.script_load(_PUBLISH)
+            results = self._evalsha_all(events)
         return [_text(r) if r else None for r in results]
+
+    def _evalsha_all(self, events: list[Outgoing]) -> list[Any]:
+        # EVALSHA by hand: a pipeline of Script calls first asks SCRIPT EXISTS,
+        # a round trip of its own, every time.
+        with self.redis.pipeline(transaction=False) as pipe:
+            for e in events:
+                keys, args = self._script_input(e)
+                pipe.evalsha(self._publish.sha, len(keys), *keys, *args)
+            return pipe.execute()
 
     def _script_input(self, e: Outgoing) -> tuple[list[str], list[Any]]:
         ts = now_ms()

@@ -12,6 +12,7 @@ from typing import Any
 from flask import Blueprint, Response, current_app, request, stream_with_context
 
 from api.auth import authenticate
+from actions.errors import DomainError
 from api.errors import ApiError
 from broadcast.commands import CommandError, run_command
 from broadcast.events import BadCursor
@@ -19,13 +20,10 @@ from broadcast.metrics import CLOSED, CONNECTIONS
 from broadcast.queued import BadStreamCursor, QueuedConnection, decode_cursor, encode_cursor, reset_event
 from broadcast.topics import TopicError, authorize, needs_lookup, parse_topic
 from broadcast.ws import WebSocketConnection, raw_socket
+from services import current_services
 
 log = logging.getLogger(__name__)
 bp = Blueprint("realtime", __name__)
-
-
-def _services():
-    return current_app.extensions["switchboard"]
 
 
 def check_origin() -> None:
@@ -45,7 +43,7 @@ def _topics_arg() -> list[str]:
 
 
 def _authorize_all(me, topics: list[str]) -> None:
-    with _services().session() as session:
+    with current_services().session() as session:
         for topic in topics:
             try:
                 authorize(session, me, topic)
@@ -120,7 +118,7 @@ def websocket():
     me = authenticate(allow_query=True, realtime=True)
     if request.headers.get("Upgrade", "").lower() != "websocket":
         raise ApiError(400, "websocket_expected", "this endpoint speaks WebSocket only")
-    services = _services()
+    services = current_services()
     check_connection_cap(services, me)
     sock = raw_socket(request.environ)
     if sock is None or "gunicorn.socket" not in request.environ:
@@ -173,7 +171,7 @@ def _handle_frame(conn: WebSocketConnection, text: str) -> None:
         if ref is not None:
             conn.send({"event": "ack", "ref": ref, "ok": True, "data": data if data is not None else {}})
 
-    services = _services()
+    services = current_services()
     try:
         if op == "subscribe":
             topic, since = msg.get("topic"), msg.get("since")
@@ -206,7 +204,7 @@ def _handle_frame(conn: WebSocketConnection, text: str) -> None:
         _fail(conn, ref, exc.code, exc.message)
     except BadCursor as exc:
         _fail(conn, ref, "invalid_cursor", str(exc))
-    except ApiError as exc:
+    except (ApiError, DomainError) as exc:
         _fail(conn, ref, exc.code, exc.message)
     except Exception:  # noqa: BLE001 - one bad command must not end the connection
         log.exception("ws op %s failed", op)
@@ -220,7 +218,7 @@ def events():
     """Server-Sent Events for ?topics=a,b; resumes from Last-Event-ID."""
     check_origin()
     me = authenticate(allow_query=True, realtime=True)
-    check_connection_cap(_services(), me)
+    check_connection_cap(current_services(), me)
     topics = _topics_arg()
     _authorize_all(me, topics)
     last = request.headers.get("Last-Event-ID") or request.args.get("last_event_id")
@@ -228,7 +226,7 @@ def events():
         positions = decode_cursor(last) if last else {}
     except BadStreamCursor as exc:
         raise ApiError(400, "invalid_cursor", str(exc)) from None
-    services = _services()
+    services = current_services()
     conn = QueuedConnection(me, "sse", services.settings.outbox_limit)
     services.hub.register(conn)
     try:
@@ -284,7 +282,7 @@ def poll():
     me = authenticate(allow_query=True, realtime=True)
     topics = _topics_arg()
     _authorize_all(me, topics)
-    services = _services()
+    services = current_services()
     cursor = request.args.get("cursor")
     try:
         positions = decode_cursor(cursor) if cursor else {}
