@@ -6,14 +6,15 @@ matching change of `stock_levels.held` in the same transaction: a
 reservation leaves `held` exactly once, whoever (commit, release, the ETA
 task, the beat sweep, a hold reclaiming space) gets there first.
 
-On PostgreSQL a hold first tries the one-statement path (`_take_at_once`):
-one conditional UPDATE of the level and the INSERTs that go with it, in one
-autocommit statement, so the level's row lock lasts as long as PostgreSQL
-takes to run it and not a network round trip or a busy process's turn
-longer. Holds of one product then no longer queue behind each other's
-transactions. Whatever that path cannot settle (no level has room without
-reclaiming expired holds, an Idempotency-Key seen before, SQLite) takes the
-locked path below, which is the reference.
+On PostgreSQL a hold first goes with the other holds of its product that
+arrive meanwhile in this process (`actions/group_commit.py`): one autocommit
+statement takes the whole batch (a conditional UPDATE of the level and the
+INSERTs that go with it), so the level's row lock lasts as long as
+PostgreSQL takes to run it, not a network round trip or a busy process's
+turn longer, and one commit serves many holds. Whatever that cannot settle
+(no level has room without reclaiming expired holds, a hold that crosses the
+low-stock threshold, an Idempotency-Key seen before, SQLite) takes the locked path below,
+which is the reference.
 
 The timer lives in the row (`expires_at`). Nothing waits for it to be
 correct: availability counts only unexpired holds, and a hold that finds no
@@ -30,6 +31,7 @@ from sqlalchemy import Connection, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from actions.group_commit import GroupCommit
 from actions.inventory import (HELD, InventoryError, LevelKey, level_available, lock_level,
                                record_change, variant_available)
 from broadcast import publish, publish_many
@@ -97,34 +99,54 @@ def hold(session: Session, *, product_id: str, variant_id: str | None, quantity:
         expires_at=now + timedelta(seconds=ttl_seconds), created_at=now, updated_at=now)
     bind = session.get_bind()
     if bind.dialect.name == "postgresql" and not session.in_transaction():
-        try:
+        if _together.submit((bind, product_id, variant), fresh):
+            return fresh, True
+        if not idempotency_key:
             with bind.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-                if _take_at_once(conn, fresh, now):
-                    return fresh, True
                 refused = _plainly_refused(conn, fresh, now)
-        except IntegrityError:
-            refused = None  # the key was used before: the locked path answers with that hold
-        if refused is not None:
-            raise _out_of_stock(fresh, refused, now)
+            if refused is not None:
+                raise _out_of_stock(fresh, refused, now)
     return _hold_locked(session, fresh, now)
 
 
-# One statement: take the units from the first level (by location) with room,
-# record the hold and the change; the figures the broadcasts need come back.
-# Expired holds still counted in `held` are not reclaimed here (that needs the
-# locked path) but are counted as available in what is announced.
+# One statement for a batch of holds of one product variant (autocommit): lock
+# the first level (by location) with room for the smallest hold, take the
+# longest run of holds that fits, record them and their changes, and return
+# the figures each hold's broadcasts need. Expired holds still counted in
+# `held` are not reclaimed here (that needs the locked path) but are counted
+# as available in what is announced.
 _TAKE = text("""
-WITH lvl AS (
-  UPDATE stock_levels SET held = held + :q, updated_at = :now
+WITH req AS (
+  SELECT t.*, sum(t.q) OVER (ORDER BY t.n) AS upto
+  FROM unnest(CAST(:rids AS text[]), CAST(:qs AS integer[]), CAST(:customers AS text[]),
+              CAST(:owners AS text[]), CAST(:keys AS text[]), CAST(:expires AS timestamptz[]),
+              CAST(:created AS timestamptz[]))
+       WITH ORDINALITY AS t(rid, q, customer, owner, key, expires, created, n)
+), target AS (
+  -- Locked, so its figures are the row's latest, whatever committed since
+  -- this statement's snapshot.
+  SELECT id, on_hand - held AS room, low_stock_alerted AS alerted
+  FROM stock_levels
   WHERE id = (SELECT id FROM stock_levels
-              WHERE product_id = :p AND variant_id = :v AND on_hand - held >= :q
+              WHERE product_id = :p AND variant_id = :v AND on_hand - held >= :least
               ORDER BY location LIMIT 1)
-    AND on_hand - held >= :q
-    -- A hold that takes the level down across its low-stock threshold goes the
-    -- locked way, which flips the flag and tells the admins once.
-    AND (low_stock_alerted OR on_hand - held - :q >
-         coalesce((SELECT low_stock_threshold FROM products WHERE id = :p), -1))
-  RETURNING id, location, on_hand, held
+  FOR UPDATE
+), take AS (
+  -- A hold that takes the level down across its low-stock threshold goes the
+  -- locked way, which flips the flag and tells the admins once.
+  SELECT target.id, max(req.upto) AS units
+  FROM target JOIN req ON req.upto <= target.room
+   AND (target.alerted OR target.room - req.upto >
+        coalesce((SELECT low_stock_threshold FROM products WHERE id = :p), -1))
+  GROUP BY target.id
+), lvl AS (
+  UPDATE stock_levels s SET held = s.held + take.units, updated_at = :now
+  FROM take
+  WHERE s.id = take.id AND s.on_hand - s.held >= take.units
+  RETURNING s.id, s.location, s.on_hand - s.held + take.units AS free_before, take.units
+), taken AS (
+  SELECT req.*, lvl.location, lvl.free_before - req.upto AS free_after
+  FROM req, lvl WHERE req.upto <= lvl.units
 ), stale AS (
   SELECT coalesce(sum(r.quantity) FILTER (WHERE r.location = lvl.location), 0) AS here,
          coalesce(sum(r.quantity), 0) AS everywhere
@@ -136,42 +158,71 @@ WITH lvl AS (
 ), hold AS (
   INSERT INTO reservations (id, product_id, variant_id, location, quantity, customer_id,
                             owner_id, status, idempotency_key, expires_at, created_at, updated_at)
-  SELECT :rid, :p, :v, lvl.location, :q, :customer, :owner, 'held', :key, :expires, :now, :now
-  FROM lvl
+  SELECT rid, :p, :v, location, q, customer, owner, 'held', key, expires, created, created
+  FROM taken
 ), change AS (
   INSERT INTO stock_changes (product_id, variant_id, location, change_type, delta,
                              previous_quantity, current_quantity, created_at)
-  SELECT :p, :v, lvl.location, 'reservation', -:q, lvl.on_hand - lvl.held + stale.here + :q,
-         lvl.on_hand - lvl.held + stale.here, :now
-  FROM lvl, stale
+  SELECT :p, :v, taken.location, 'reservation', -taken.q, taken.free_after + taken.q + stale.here,
+         taken.free_after + stale.here, taken.created
+  FROM taken, stale ORDER BY taken.n
 )
-SELECT lvl.location, lvl.on_hand - lvl.held + stale.here AS level_free,
-       lvl.on_hand - lvl.held + others.free + stale.everywhere AS available
-FROM lvl, stale, others
+SELECT taken.rid, taken.location, taken.free_after + stale.here AS level_free,
+       taken.free_after + others.free + stale.everywhere AS available
+FROM taken, stale, others ORDER BY taken.n
 """)
 
 
-def _take_at_once(conn: Connection, r: Reservation, now: datetime) -> bool:
-    """The one-statement hold (PostgreSQL, autocommit); False when it cannot settle it."""
-    row = conn.execute(_TAKE, {
-        "q": r.quantity, "now": now, "p": r.product_id, "v": r.variant_id, "rid": r.id,
-        "customer": r.customer_id, "owner": r.owner_id, "key": r.idempotency_key,
-        "expires": r.expires_at}).one_or_none()
-    if row is None:
-        return False
-    r.location = row.location
+def _take_together(key: tuple[Any, str, str], holds: list[Reservation]) -> list[bool]:
+    """Settle a batch of holds of one product variant in one statement; which were taken.
+
+    The smallest holds go first, so the run that fits is as long as it can be.
+    What is not taken goes its own way (`hold`): another location, a reclaim,
+    a threshold crossing, a refusal.
+    """
+    bind, product_id, variant = key
+    ordered = sorted(holds, key=lambda r: r.quantity)
+    now = utcnow()
+    try:
+        with bind.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            rows = conn.execute(_TAKE, {
+                "rids": [r.id for r in ordered], "qs": [r.quantity for r in ordered],
+                "customers": [r.customer_id for r in ordered],
+                "owners": [r.owner_id for r in ordered],
+                "keys": [r.idempotency_key for r in ordered],
+                "expires": [r.expires_at for r in ordered],
+                "created": [r.created_at for r in ordered],
+                "least": ordered[0].quantity, "now": now, "p": product_id, "v": variant}).all()
+    except IntegrityError:
+        return [False] * len(holds)  # an Idempotency-Key used before: the locked path answers
+    taken = {row.rid: row for row in rows}
+    events: list[Outgoing] = []
+    for r in ordered:
+        row = taken.get(r.id)
+        if row is None:
+            continue
+        r.location = row.location
+        events += _hold_events(r, row.level_free, row.available)
+        _expiries.add(r.id, r.expires_at)
+    if events:
+        publish_many(events)
+    return [r.id in taken for r in holds]
+
+
+_together: GroupCommit[Reservation, bool] = GroupCommit(_take_together, name="reservation-holds")
+
+
+def _hold_events(r: Reservation, level_free: int, available: int) -> list[Outgoing]:
     variant = r.variant_id or None
-    publish_many([
+    return [
         Outgoing(f"product:{r.product_id}", "inventory_update",
                  {"product_id": r.product_id, "variant_id": variant,
-                  "available_quantity": row.available, "is_in_stock": row.available > 0}),
+                  "available_quantity": available, "is_in_stock": available > 0}),
         Outgoing("admin", "inventory_alert",
                  {"product_id": r.product_id, "variant_id": variant,
-                  "previous_quantity": row.level_free + r.quantity,
-                  "current_quantity": row.level_free, "change_type": "reservation",
-                  "location": row.location, "timestamp": now.isoformat()})])
-    _expiries.add(r.id, r.expires_at)
-    return True
+                  "previous_quantity": level_free + r.quantity, "current_quantity": level_free,
+                  "change_type": "reservation", "location": r.location,
+                  "timestamp": r.created_at.isoformat()})]
 
 
 def _plainly_refused(conn: Connection, r: Reservation, now: datetime) -> int | None:

@@ -1,6 +1,6 @@
 """The inventory rules of tests/unit/test_inventory.py again, on PostgreSQL.
 
-On PostgreSQL a hold takes the one-statement path first (actions/reservations.py)
+On PostgreSQL a hold takes the one-statement (batched) path first (actions/reservations.py)
 and the locked path only for what that cannot settle; the same tests must pass
 on both, so the two paths keep one behaviour.
 """
@@ -47,9 +47,9 @@ def test_each_hold_takes_the_path_that_can_settle_it(app, client, monkeypatch):
     from actions import reservations
     from models import Notification
     taken = []
-    at_once = reservations._take_at_once
-    monkeypatch.setattr(reservations, "_take_at_once",
-                        lambda *a: taken.append(at_once(*a)) or taken[-1])
+    together = reservations._take_together
+    monkeypatch.setattr(reservations._together, "_run",
+                        lambda *a: taken.append(together(*a)[0]) or [taken[-1]])
     client.get("/api/v1/stats", headers=auth("boss", "admin"))  # the admin's user row
     rules.set_stock(client, "pq", 10, low_stock_threshold=3)
     first = reserve(client, "pq", 2).get_json()
