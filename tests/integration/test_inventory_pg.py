@@ -3,6 +3,10 @@
 - 500 holds at once through two web processes for 100 in stock: exactly 100 held.
 - Commits, releases, expiries and restocks racing in threads keep on-hand and held exact.
 - A worker holding an ETA expiry is SIGKILLed: the beat sweep still expires the hold on time.
+- Holds that arrive together in one process go as one batch (one statement): mixed
+  quantities over two locations never oversell and never refuse a hold a level had room
+  for; a batch stops short of the low-stock threshold and the crossing alerts once; one
+  Idempotency-Key twice in a batch holds once.
 """
 from __future__ import annotations
 
@@ -22,9 +26,11 @@ import broadcast
 from actions import inventory, reservations
 from actions.inventory import InventoryError, LevelKey
 from broadcast.bus import MemoryBus
-from models import Reservation, StockLevel, make_engine, make_session_factory, session_scope
+from models import (Reservation, StockLevel, User, make_engine, make_session_factory,
+                    session_scope)
 from tests.support.clients import WsClient, auth, token
 from tests.support.procs import WebServer, Worker
+from tests.unit.test_group_commit import queued, wait_until
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 
@@ -138,6 +144,112 @@ def test_commits_releases_expiries_and_restocks_racing_stay_consistent(sessions)
         statuses = set(s.scalars(select(Reservation.status).where(Reservation.product_id == pid)))
     assert committed == sold[0] > 0
     assert {"committed", "released", "expired"} <= statuses
+
+
+def hold_in_batch(sessions, monkeypatch, pid, asks, ttl_seconds=60):
+    """Holds `asks` = [(quantity, owner, idempotency key)] at once from threads, the first
+    batch (of the first ask) kept running until all the others wait, so they go as one
+    batch. Returns (answers in ask order, the quantities of each batch)."""
+    batches, together = [], reservations._together
+    run = together._run
+
+    def recording(key, holds):
+        batches.append([h.quantity for h in holds])
+        if len(batches) == 1:
+            wait_until(lambda: queued(together, key) == len(asks) - 1)
+        return run(key, holds)
+
+    monkeypatch.setattr(together, "_run", recording)
+
+    def one(ask):
+        quantity, owner, key = ask
+        try:
+            with session_scope(sessions) as s:
+                r, created = reservations.hold(s, product_id=pid, variant_id=None, quantity=quantity,
+                                               owner_id=owner, customer_id=owner,
+                                               ttl_seconds=ttl_seconds, idempotency_key=key)
+                return "created" if created else "found", r.id, r.location, r.quantity
+        except InventoryError as e:
+            return e.code, None, None, quantity
+
+    with ThreadPoolExecutor(len(asks)) as pool:
+        first = pool.submit(one, asks[0])
+        wait_until(lambda: batches)
+        rest = list(pool.map(one, asks[1:]))
+    return [first.result(timeout=30)] + rest, batches
+
+
+def levels_of(sessions, pid):
+    """{location: (on_hand, held, units in held reservations there)}"""
+    with session_scope(sessions) as s:
+        out = {}
+        for level in s.scalars(select(StockLevel).where(StockLevel.product_id == pid)):
+            rows = s.scalar(select(func.coalesce(func.sum(Reservation.quantity), 0)).where(
+                Reservation.product_id == pid, Reservation.location == level.location,
+                Reservation.status == "held"))
+            out[level.location] = (level.on_hand, level.held, rows)
+        return out
+
+
+def test_holds_arriving_together_go_as_one_batch_and_never_oversell(sessions, monkeypatch):
+    pid = f"batch-{uuid.uuid4().hex[:8]}"
+    with session_scope(sessions) as s:
+        inventory.set_stock(s, LevelKey(pid, "", "a-shelf"), 4)
+        inventory.set_stock(s, LevelKey(pid, "", "b-shelf"), 9)
+    asks = [(q, f"u{i}", None) for i, q in enumerate([1, 3, 2, 1, 5, 2, 1, 4, 1, 2, 3, 1])]
+    answers, batches = hold_in_batch(sessions, monkeypatch, pid, asks)
+    assert batches[0] == [1] and sorted(batches[1]) == sorted(q for q, _, _ in asks[1:])
+    levels = levels_of(sessions, pid)
+    for on_hand, held, rows in levels.values():
+        assert held == rows <= on_hand
+    held_answers = [a for a in answers if a[0] == "created"]
+    assert sum(a[3] for a in held_answers) == sum(held for _, held, _ in levels.values())
+    for location in ("a-shelf", "b-shelf"):
+        with session_scope(sessions) as s:
+            assert s.scalar(select(func.count()).select_from(Reservation).where(
+                Reservation.product_id == pid, Reservation.location == location)) == \
+                sum(1 for a in held_answers if a[2] == location)
+    # A refusal is never wrong: no level has room for a hold that was refused.
+    refused = [a[3] for a in answers if a[0] == "out_of_stock"]
+    assert refused and {a[0] for a in answers} == {"created", "out_of_stock"}
+    assert all(on_hand - held < min(refused) for on_hand, held, _ in levels.values())
+
+
+def test_a_batch_stops_short_of_the_low_stock_threshold_and_the_crossing_alerts_once(
+        sessions, monkeypatch):
+    pid = f"low-{uuid.uuid4().hex[:8]}"
+    admin = f"boss-{uuid.uuid4().hex[:8]}"
+    told = []
+    monkeypatch.setattr("actions.notify.notify",
+                        lambda session, user_id, type, data: told.append((user_id, type, data)))
+    with session_scope(sessions) as s:
+        s.add(User(id=admin, role="admin"))
+        inventory.set_stock(s, LevelKey(pid), 10, low_stock_threshold=3)
+    answers, batches = hold_in_batch(
+        sessions, monkeypatch, pid, [(1, f"u{i}", None) for i in range(8)])
+    assert [a[0] for a in answers] == ["created"] * 8
+    assert batches[:2] == [[1], [1] * 7]
+    assert levels_of(sessions, pid) == {"default": (10, 8, 8)}
+    with session_scope(sessions) as s:
+        level = s.scalar(select(StockLevel).where(StockLevel.product_id == pid))
+        assert level.low_stock_alerted
+    mine = [t for t in told if t[0] == admin]
+    assert len(mine) == 1 and mine[0][1] == "inventory_alert"
+    assert mine[0][2]["current_quantity"] == 3 and mine[0][2]["alert"] == "low_stock"
+
+
+def test_one_idempotency_key_twice_in_a_batch_holds_once(sessions, monkeypatch):
+    pid = f"idem-{uuid.uuid4().hex[:8]}"
+    with session_scope(sessions) as s:
+        inventory.set_stock(s, LevelKey(pid), 5)
+    asks = [(1, "first", None), (2, "cart", "checkout-1"), (1, "other", None),
+            (2, "cart", "checkout-1")]
+    answers, batches = hold_in_batch(sessions, monkeypatch, pid, asks)
+    assert len(batches[1]) == 3
+    kinds = sorted(a[0] for a in answers[1::2])
+    assert kinds == ["created", "found"] and answers[1][1] == answers[3][1]
+    assert [a[0] for a in answers[0::2]] == ["created", "created"]
+    assert levels_of(sessions, pid) == {"default": (5, 4, 4)}
 
 
 class Beat(Worker):
