@@ -8,11 +8,11 @@ arrive in a process while a batch of that product is being settled wait
 together and go as the next batch, one statement for all of them.
 
 No timer: a batch waits only while the one before it runs, so a lone request
-goes at once and a busy key makes batches as large as the load. Each busy key
-has one runner thread (a greenlet under gevent) that settles its batches one
-after another and ends when none is waiting; a request only waits for its
-result, so a request that is abandoned (its client gone, its greenlet killed)
-never leaves the others of its batch waiting.
+goes at once, in its own thread, and a busy key makes batches as large as the
+load. What gathers while a batch runs is settled by a runner thread (a
+greenlet under gevent) that takes batch after batch and ends when none is
+waiting; a request only ever waits for its own result, so a request that is
+abandoned (its greenlet killed) never leaves the others of its batch waiting.
 """
 from __future__ import annotations
 
@@ -49,25 +49,46 @@ class GroupCommit(Generic[Item, Result]):
                  name: str = "group-commit") -> None:
         self._run, self._name = run, name
         self._guard = threading.Lock()
-        self._keys: dict[Hashable, _Key[Item, Result]] = {}  # keys with a runner
+        self._keys: dict[Hashable, _Key[Item, Result]] = {}  # keys being settled
 
     def submit(self, key: Hashable, item: Item) -> Result:
         with self._guard:
             state = self._keys.get(key)
-            if state is None:
+            inline = state is None
+            if inline:  # the key is free: this request settles itself, here and now
                 state = self._keys[key] = _Key()
-                threading.Thread(target=self._runner, args=(key, state), name=self._name,
-                                 daemon=True).start()
-            batch = state.waiting
-            if batch is None:
-                batch = state.waiting = _Batch()
-            index = len(batch.items)
-            batch.items.append(item)
-        batch.done.wait()
+                batch: _Batch[Item, Result] = _Batch([item])
+                index = 0
+            else:
+                batch = state.waiting = state.waiting or _Batch()
+                index = len(batch.items)
+                batch.items.append(item)
+        if inline:
+            try:
+                self._settle(key, batch)
+            finally:  # whatever gathered meanwhile goes to a runner, even if this one was killed
+                with self._guard:
+                    if state.waiting is None:
+                        del self._keys[key]
+                    else:
+                        threading.Thread(target=self._runner, args=(key, state),
+                                         name=self._name, daemon=True).start()
+        else:
+            batch.done.wait()
         if batch.error is not None:
             raise batch.error
         assert batch.results is not None
         return batch.results[index]
+
+    def _settle(self, key: Hashable, batch: _Batch[Item, Result]) -> None:
+        try:
+            results = self._run(key, batch.items)
+            if len(results) != len(batch.items):
+                raise RuntimeError(f"{len(results)} results for {len(batch.items)} items")
+            batch.results = results
+        except Exception as e:  # noqa: BLE001 - every request of the batch gets it
+            batch.error = e
+        batch.done.set()
 
     def _runner(self, key: Hashable, state: _Key[Item, Result]) -> None:
         batch: _Batch[Item, Result] | None = None
@@ -78,14 +99,7 @@ class GroupCommit(Generic[Item, Result]):
                     if batch is None:
                         del self._keys[key]
                         return
-                try:
-                    results = self._run(key, batch.items)
-                    if len(results) != len(batch.items):
-                        raise RuntimeError(f"{len(results)} results for {len(batch.items)} items")
-                    batch.results = results
-                except Exception as e:  # noqa: BLE001 - every request of the batch gets it
-                    batch.error = e
-                batch.done.set()
+                self._settle(key, batch)
         except BaseException as e:  # the runner itself was stopped: fail what it would have run
             with self._guard:
                 self._keys.pop(key, None)

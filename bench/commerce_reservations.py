@@ -1,16 +1,19 @@
 """Reservations per second on PostgreSQL through two web processes, with zero oversell.
 
-    .venv/bin/python bench/commerce_reservations.py [--seconds 10] [--connections 48] [--stock 2000]
+    .venv/bin/python bench/commerce_reservations.py [--seconds 10] [--connections 48] [--last 2000]
 
 Every request holds 1 unit of one hot product (the worst case: every hold
 wants the same stock row), from 256 customers, sent by wrk (Debian package
 `wrk`; a C load generator, so the client takes little of the 2 cores) over
 `--connections` keep-alive connections split between the two web processes.
-The stock is smaller than what the run asks for, so it runs out: the rate
-counts every answered hold (201 held, 409 out_of_stock), and the check
-afterwards proves that exactly the stock is held, by as many reservation
-rows, never more. Also prints the server CPU per hold (web processes and
-PostgreSQL, from /proc) and the latency wrk saw.
+
+Two phases. Throughput: the product has more stock than the run can take, so
+every answer is a hold made (201); the rate is the 201s per second, and the
+check afterwards proves each made hold is in `held` and has its row. Sell-out:
+another product has `--last` units and the same load runs until it is long
+sold out; the check proves exactly that stock is held, by as many rows, and
+the rest were refused (409), never more. Also prints the server CPU per hold
+(web processes, PostgreSQL, Redis, from /proc) and the latency wrk saw.
 """
 from __future__ import annotations
 
@@ -20,6 +23,8 @@ import re
 import shutil
 import subprocess
 import tempfile
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import requests
@@ -46,63 +51,99 @@ def children(pid: int) -> list[int]:
     return [int(p) for p in out.split()]
 
 
-def postgres_pids() -> list[int]:
-    out = subprocess.run(["pgrep", "-x", "postgres"], capture_output=True, text=True).stdout
+def pids_named(*names: str) -> list[int]:
+    out = subprocess.run(["pgrep", "-x", "|".join(names)], capture_output=True, text=True).stdout
     return [int(p) for p in out.split()]
+
+
+class CpuMeter:
+    """CPU seconds of a set of processes since start, including those started meanwhile
+    (a pool opens PostgreSQL backends under load)."""
+
+    def __init__(self, pids: Callable[[], list[int]]) -> None:
+        self.pids = pids
+        self.start = {pid: cpu_seconds([pid]) for pid in pids()}
+
+    def used(self) -> float:
+        return sum(cpu_seconds([pid]) - self.start.get(pid, 0.0) for pid in self.pids())
+
+
+def wrk(servers, tokens: Path, product_id: str, seconds: int, connections: int) -> dict[str, int]:
+    """Runs wrk against every server at once; the summed counts."""
+    runs = [subprocess.Popen(
+        ["wrk", "-t1", f"-c{connections // len(servers)}", f"-d{seconds}s", "--timeout", "30s",
+         "-s", str(HERE / "reserve.lua"), s.url, "--", str(tokens), product_id],
+        stdout=subprocess.PIPE, text=True) for s in servers]
+    stats = [dict((k, int(v)) for k, v in re.findall(r"(\w+)=(\d+)", r.communicate()[0].split("WRK", 1)[1]))
+             for r in runs]
+    total = {k: sum(s[k] for s in stats) for k in ("requests", "status_errors", "socket_errors")}
+    total |= {k: max(s[k] for s in stats) for k in ("p50_us", "p99_us")}
+    return total
+
+
+def settled_figures(url: str, product_id: str) -> tuple[int, int, int]:
+    """(on_hand, held, units in held rows), read in one snapshot once they stop changing:
+    wrk does not wait for the requests in flight when it stops, the server still answers them."""
+    import psycopg
+    last = None
+    with psycopg.connect(url, autocommit=True) as conn:
+        for _ in range(100):
+            now = conn.execute(
+                "SELECT on_hand, held, (SELECT coalesce(sum(quantity), 0) FROM reservations "
+                "WHERE product_id = %s AND status = 'held') FROM stock_levels WHERE product_id = %s",
+                (product_id, product_id)).fetchone()
+            if now == last:
+                return now
+            last = now
+            time.sleep(0.2)  # the bench's own pacing, not a test's wait
+    raise SystemExit(f"{product_id}: figures still changing")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=int, default=10)
     ap.add_argument("--connections", type=int, default=48)
-    ap.add_argument("--stock", type=int, default=2000)
+    ap.add_argument("--last", type=int, default=2000, help="units for the sell-out phase")
     args = ap.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("needs wrk: apt-get install wrk")
     # The per-address HTTP limit would refuse a load test from one host.
     with stack(2, SB_RATE_LIMIT_ADDRESS="10000000/minute", SB_RATE_LIMIT_USER="10000000/minute") as (servers, env):
-        pid = "bench-hot"
-        requests.put(f"{servers[0].url}/api/v1/products/{pid}/stock", json={"quantity": args.stock},
-                     headers=auth("store", "service"), timeout=10).raise_for_status()
+        hot, last = "bench-hot", "bench-last"
+        for pid, units in ((hot, 100_000_000), (last, args.last)):
+            requests.put(f"{servers[0].url}/api/v1/products/{pid}/stock", json={"quantity": units},
+                         headers=auth("store", "service"), timeout=10).raise_for_status()
         tokens = Path(tempfile.mkstemp(prefix="sb-tokens-")[1])
         tokens.write_text("\n".join(token(f"buyer-{i}", "customer", ttl=3600) for i in range(256)))
         # Each buyer's user row exists before the clock starts, as for a returning customer.
         for i in range(256):
-            requests.get(f"{servers[i % 2].url}/api/v1/products/{pid}/stock",
+            requests.get(f"{servers[i % 2].url}/api/v1/products/{hot}/stock",
                          headers=auth(f"buyer-{i}", "customer"), timeout=10).raise_for_status()
-        web = [c for s in servers for c in children(s.pid)]
-        pg = postgres_pids()
-        web0, pg0 = cpu_seconds(web), cpu_seconds(pg)
-        runs = [subprocess.Popen(
-            ["wrk", "-t1", f"-c{args.connections // 2}", f"-d{args.seconds}s", "--timeout", "30s",
-             "-s", str(HERE / "reserve.lua"), s.url, "--", str(tokens), pid],
-            stdout=subprocess.PIPE, text=True) for s in servers]
-        outs = [r.communicate()[0] for r in runs]
-        web_cpu, pg_cpu = cpu_seconds(web) - web0, cpu_seconds(pg) - pg0
+        web_pids = [c for s in servers for c in children(s.pid)]
+        web, pg, rd = (CpuMeter(lambda: web_pids), CpuMeter(lambda: pids_named("postgres")),
+                       CpuMeter(lambda: pids_named("redis-server")))
+        got = wrk(servers, tokens, hot, args.seconds, args.connections)
+        cpu = [m.used() * 1000 for m in (web, pg, rd)]
+        made = got["requests"] - got["status_errors"]
+        on_hand, held, rows = settled_figures(env["DATABASE_URL"], hot)
+        print(f"throughput: {made} holds made in {args.seconds}s: {made / args.seconds:.0f} "
+              f"reservations/s ({got['status_errors']} refused, {got['socket_errors']} socket "
+              f"errors); {args.connections} connections, 2 web processes")
+        print(f"  latency p50 {got['p50_us'] / 1000:.1f} ms, p99 {got['p99_us'] / 1000:.1f} ms "
+              f"(worse of the two processes)")
+        print(f"  server CPU per hold: web {cpu[0] / made:.2f} ms, PostgreSQL {cpu[1] / made:.2f} ms, "
+              f"Redis {cpu[2] / made:.2f} ms")
+        # Held may exceed the 201s counted by the holds still in flight when wrk stopped.
+        ok = got["status_errors"] == 0 and held == rows and made <= held <= made + args.connections
+        print(f"  held={held} held rows={rows} 201s counted={made}: {'CONSISTENT' if ok else 'MISMATCH'}")
+
+        got = wrk(servers, tokens, last, max(3, args.seconds // 3), args.connections)
+        made = got["requests"] - got["status_errors"]
+        on_hand, held, rows = settled_figures(env["DATABASE_URL"], last)
         tokens.unlink()
-        stats = [dict((k, int(v)) for k, v in re.findall(r"(\w+)=(\d+)", o.split("WRK", 1)[1]))
-                 for o in outs]
-        total = sum(s["requests"] for s in stats)
-        import psycopg
-        with psycopg.connect(env["DATABASE_URL"]) as conn:
-            on_hand, held = conn.execute(
-                "SELECT on_hand, held FROM stock_levels WHERE product_id = %s", (pid,)).fetchone()
-            rows = conn.execute("SELECT coalesce(sum(quantity), 0) FROM reservations "
-                                "WHERE product_id = %s AND status = 'held'", (pid,)).fetchone()[0]
-        refused = sum(s["status_errors"] for s in stats)
-        print(f"{total} holds answered in {args.seconds}s: {total / args.seconds:.0f} reservations/s "
-              f"({total - refused} held, {refused} refused (409), "
-              f"{sum(s['socket_errors'] for s in stats)} socket errors); "
-              f"{args.connections} connections, 2 web processes")
-        print(f"latency p50 {max(s['p50_us'] for s in stats) / 1000:.1f} ms, "
-              f"p99 {max(s['p99_us'] for s in stats) / 1000:.1f} ms (worse of the two processes)")
-        print(f"server CPU per answered hold: web {web_cpu * 1000 / total:.2f} ms, "
-              f"PostgreSQL {pg_cpu * 1000 / total:.2f} ms")
-        # wrk does not count the requests still in flight when it stops (the
-        # server may have held for them): held can exceed the 201s counted.
-        sold_out = refused == 0 or held == on_hand
-        ok = held == rows <= on_hand and held >= total - refused and sold_out
-        print(f"on_hand={on_hand} held={held} held rows={rows} 201s counted={total - refused}: "
+        ok = on_hand == held == rows == args.last and made <= held and got["status_errors"] > 0
+        print(f"sell-out: {args.last} units, {got['requests']} answers ({made} held, "
+              f"{got['status_errors']} refused): on_hand={on_hand} held={held} held rows={rows}: "
               f"{'ZERO OVERSELL' if ok else 'MISMATCH'}")
 
 

@@ -31,12 +31,14 @@ class Gate:
 
     def __init__(self, answer=lambda key, item: (key, item)):
         self.batches: list[tuple[object, list]] = []
+        self.threads: list[threading.Thread] = []
         self.started = threading.Event()
         self._open = threading.Event()
         self.answer = answer
 
     def __call__(self, key, items):
         self.batches.append((key, list(items)))
+        self.threads.append(threading.current_thread())
         self.started.set()
         assert self._open.wait(TIMEOUT)
         return [self.answer(key, item) for item in items]
@@ -57,7 +59,7 @@ def test_a_lone_request_is_a_batch_of_one_and_runs_at_once():
     gate.open()
     group = GroupCommit(gate)
     assert group.submit("k", 1) == ("k", 1)
-    assert gate.batches == [("k", [1])]
+    assert gate.batches == [("k", [1])] and gate.threads == [threading.current_thread()]
     wait_until(lambda: not group._keys)  # the runner ends when nothing waits
 
 
@@ -74,6 +76,9 @@ def test_requests_arriving_while_a_batch_runs_go_together_in_order():
         assert first.result(TIMEOUT) == ("k", 0)
         assert [f.result(TIMEOUT) for f in rest] == [("k", i) for i in range(1, 8)]
     assert gate.batches == [("k", [0]), ("k", [1, 2, 3, 4, 5, 6, 7])]
+    # The first request settled itself; what gathered meanwhile went to a runner of its own.
+    assert gate.threads[1].name == "group-commit" and gate.threads[0] is not gate.threads[1]
+    wait_until(lambda: not group._keys)
 
 
 def test_keys_do_not_wait_for_each_other():
@@ -101,6 +106,27 @@ def test_a_failing_batch_fails_each_of_its_requests_and_the_key_goes_on():
         group.submit("k", "bad")
     assert group.submit("k", "good") == "GOOD"
     assert calls == [["bad"], ["good"]]
+
+
+def test_a_request_killed_while_settling_still_hands_over_what_gathered():
+    gate = Gate()
+
+    def run(key, items):
+        if items == ["doomed"]:
+            gate(key, items)
+            raise KeyboardInterrupt  # not an Exception: it ends the request, not the batch
+        return [item.upper() for item in items]
+
+    group = GroupCommit(run)
+    with ThreadPoolExecutor(2) as pool:
+        doomed = running(pool, group, gate, "k", "doomed")
+        waiting = pool.submit(group.submit, "k", "patient")
+        wait_until(lambda: queued(group, "k") == 1)
+        gate.open()
+        with pytest.raises(KeyboardInterrupt):
+            doomed.result(TIMEOUT)
+        assert waiting.result(TIMEOUT) == "PATIENT"
+    wait_until(lambda: not group._keys)
 
 
 def test_a_wrong_number_of_results_is_an_error_not_a_wrong_answer():
