@@ -31,7 +31,7 @@ from sqlalchemy import Connection, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from group_commit import GroupCommit
+from actions.group_commit import GroupCommit
 from actions.inventory import (HELD, InventoryError, LevelKey, level_available, lock_level,
                                record_change, variant_available)
 from broadcast import publish, publish_many

@@ -1,6 +1,6 @@
 """HTTP rate limits: per user (per address without a token) and per address.
 
-Both limits are checked, and counted, in one Redis call: one Lua script
+Both limits are checked, and counted, in one Redis round trip: one Lua script
 runs a sliding-window counter (the current window's count plus the previous
 window's, weighted by how much of it the sliding window still covers) for
 each key, and counts the request against both only if both allow it. A
@@ -23,7 +23,6 @@ from limits.strategies import SlidingWindowCounterRateLimiter
 
 from api.auth import claims as token_claims
 from api.errors import ApiError, error_body
-from broadcast.script_calls import ScriptCalls
 from settings import Settings
 
 # Streams are capped per user in broadcast/views.py; probes and assets are free.
@@ -55,8 +54,6 @@ class RedisLimits:
     def __init__(self, client, prefix: str) -> None:
         self.prefix = prefix
         self._check = client.register_script(_CHECK)
-        # Concurrent requests' checks share a pipeline (broadcast/script_calls.py).
-        self._calls = ScriptCalls(client, name="rate-limits")
 
     def hit(self, checks: list[tuple[RateLimitItem, str, str]]) -> int:
         now_ms = int(time.time() * 1000)
@@ -67,7 +64,7 @@ class RedisLimits:
             keys += [f"{self.prefix}{key}:{period}:{window}", f"{self.prefix}{key}:{period}:{window - 1}"]
             amounts += [limit.amount, period]
             elapsed.append(now_ms % period)
-        return int(self._calls.call(self._check, keys, amounts + elapsed))
+        return int(self._check(keys=keys, args=amounts + elapsed))
 
 
 class MemoryLimits:

@@ -16,7 +16,6 @@ import redis
 
 from broadcast.bus import Listener, Outgoing, now_ms
 from broadcast.events import BEFORE_FIRST, Event, cursor_key, frame_parts
-from broadcast.script_calls import ScriptCalls
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +95,6 @@ class RedisBus:
         self.idle_ttl = idle_ttl
         self._publish = self.redis.register_script(_PUBLISH)
         self._history = self.redis.register_script(_HISTORY)
-        self._calls = ScriptCalls(self.redis, name="bus-publish")
         self._listeners: list[Listener] = []
         self._wanted: dict[str, threading.Event] = {}   # topic -> subscribed
         self._last: dict[str, str] = {}                  # topic -> newest id seen live
@@ -118,12 +116,26 @@ class RedisBus:
         return self._run_publish(Outgoing(topic, event, data, ephemeral, idempotency_key))
 
     def publish_many(self, events: list[Outgoing]) -> list[str | None]:
-        # One round trip (shared with other requests' publishes); each event
-        # still runs the script on its own, so ids, history, trimming and
-        # idempotency are those of `publish`.
-        results = self._calls.call_many(
-            [(self._publish, *self._script_input(e)) for e in events])
+        if len(events) == 1:
+            return [self._run_publish(events[0])]
+        # One round trip; each event still runs the script on its own, so ids,
+        # history, trimming and idempotency are those of `publish`.
+        try:
+            results = self._evalsha_all(events)
+        except redis.exceptions.NoScriptError:
+            # A restarted Redis: nothing ran (every EVALSHA failed alike).
+            self.redis.script_load(_PUBLISH)
+            results = self._evalsha_all(events)
         return [_text(r) if r else None for r in results]
+
+    def _evalsha_all(self, events: list[Outgoing]) -> list[Any]:
+        # EVALSHA by hand: a pipeline of Script calls first asks SCRIPT EXISTS,
+        # a round trip of its own, every time.
+        with self.redis.pipeline(transaction=False) as pipe:
+            for e in events:
+                keys, args = self._script_input(e)
+                pipe.evalsha(self._publish.sha, len(keys), *keys, *args)
+            return pipe.execute()
 
     def _script_input(self, e: Outgoing) -> tuple[list[str], list[Any]]:
         ts = now_ms()
@@ -134,7 +146,8 @@ class RedisBus:
                  self.min_events, self.min_ms, ts, self.idle_ttl])
 
     def _run_publish(self, e: Outgoing) -> str | None:
-        result = self._calls.call(self._publish, *self._script_input(e))
+        keys, args = self._script_input(e)
+        result = self._publish(keys=keys, args=args)
         return _text(result) if result else None
 
     def latest(self, topic: str) -> str:

@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from group_commit import GroupCommit
+from actions.group_commit import GroupCommit
 
 TIMEOUT = 10
 
