@@ -1,9 +1,10 @@
 """Reservations per second on PostgreSQL through two web processes, with zero oversell.
 
-    .venv/bin/python bench/commerce_reservations.py [--seconds 10] [--connections 48] [--last 2000]
+    .venv/bin/python bench/commerce_reservations.py [--seconds 10] [--connections 48] [--last 2000] [--products 1]
 
 Every request holds 1 unit of one hot product (the worst case: every hold
-wants the same stock row), from 256 customers, sent by wrk (Debian package
+wants the same stock row; `--products N` spreads the throughput phase over N
+products instead), from 256 customers, sent by wrk (Debian package
 `wrk`; a C load generator, so the client takes little of the 2 cores) over
 `--connections` keep-alive connections split between the two web processes.
 
@@ -68,11 +69,11 @@ class CpuMeter:
         return sum(cpu_seconds([pid]) - self.start.get(pid, 0.0) for pid in self.pids())
 
 
-def wrk(servers, tokens: Path, product_id: str, seconds: int, connections: int) -> dict[str, int]:
+def wrk(servers, tokens: Path, product_ids: str, seconds: int, connections: int) -> dict[str, int]:
     """Runs wrk against every server at once; the summed counts."""
     runs = [subprocess.Popen(
         ["wrk", "-t1", f"-c{connections // len(servers)}", f"-d{seconds}s", "--timeout", "30s",
-         "-s", str(HERE / "reserve.lua"), s.url, "--", str(tokens), product_id],
+         "-s", str(HERE / "reserve.lua"), s.url, "--", str(tokens), product_ids],
         stdout=subprocess.PIPE, text=True) for s in servers]
     stats = [dict((k, int(v)) for k, v in re.findall(r"(\w+)=(\d+)", r.communicate()[0].split("WRK", 1)[1]))
              for r in runs]
@@ -81,22 +82,23 @@ def wrk(servers, tokens: Path, product_id: str, seconds: int, connections: int) 
     return total
 
 
-def settled_figures(url: str, product_id: str) -> tuple[int, int, int]:
-    """(on_hand, held, units in held rows), read in one snapshot once they stop changing:
-    wrk does not wait for the requests in flight when it stops, the server still answers them."""
+def settled_figures(url: str, product_ids: list[str]) -> tuple[int, int, int]:
+    """(on_hand, held, units in held rows) summed over the products, read in one snapshot
+    once they stop changing: wrk does not wait for the requests in flight when it stops,
+    the server still answers them."""
     import psycopg
     last = None
     with psycopg.connect(url, autocommit=True) as conn:
         for _ in range(100):
             now = conn.execute(
-                "SELECT on_hand, held, (SELECT coalesce(sum(quantity), 0) FROM reservations "
-                "WHERE product_id = %s AND status = 'held') FROM stock_levels WHERE product_id = %s",
-                (product_id, product_id)).fetchone()
+                "SELECT sum(on_hand), sum(held), (SELECT coalesce(sum(quantity), 0) FROM reservations "
+                "WHERE product_id = ANY(%s) AND status = 'held') FROM stock_levels "
+                "WHERE product_id = ANY(%s)", (product_ids, product_ids)).fetchone()
             if now == last:
                 return now
             last = now
             time.sleep(0.2)  # the bench's own pacing, not a test's wait
-    raise SystemExit(f"{product_id}: figures still changing")
+    raise SystemExit(f"{product_ids}: figures still changing")
 
 
 def main() -> None:
@@ -104,31 +106,34 @@ def main() -> None:
     ap.add_argument("--seconds", type=int, default=10)
     ap.add_argument("--connections", type=int, default=48)
     ap.add_argument("--last", type=int, default=2000, help="units for the sell-out phase")
+    ap.add_argument("--products", type=int, default=1, help="products the throughput phase spreads over")
     args = ap.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("needs wrk: apt-get install wrk")
     # The per-address HTTP limit would refuse a load test from one host.
     with stack(2, SB_RATE_LIMIT_ADDRESS="10000000/minute", SB_RATE_LIMIT_USER="10000000/minute") as (servers, env):
-        hot, last = "bench-hot", "bench-last"
-        for pid, units in ((hot, 100_000_000), (last, args.last)):
+        hot = [f"bench-hot-{i}" for i in range(args.products)]
+        last = "bench-last"
+        for pid, units in [(p, 100_000_000) for p in hot] + [(last, args.last)]:
             requests.put(f"{servers[0].url}/api/v1/products/{pid}/stock", json={"quantity": units},
                          headers=auth("store", "service"), timeout=10).raise_for_status()
         tokens = Path(tempfile.mkstemp(prefix="sb-tokens-")[1])
         tokens.write_text("\n".join(token(f"buyer-{i}", "customer", ttl=3600) for i in range(256)))
         # Each buyer's user row exists before the clock starts, as for a returning customer.
         for i in range(256):
-            requests.get(f"{servers[i % 2].url}/api/v1/products/{hot}/stock",
+            requests.get(f"{servers[i % 2].url}/api/v1/products/{last}/stock",
                          headers=auth(f"buyer-{i}", "customer"), timeout=10).raise_for_status()
         web_pids = [c for s in servers for c in children(s.pid)]
         web, pg, rd = (CpuMeter(lambda: web_pids), CpuMeter(lambda: pids_named("postgres")),
                        CpuMeter(lambda: pids_named("redis-server")))
-        got = wrk(servers, tokens, hot, args.seconds, args.connections)
+        got = wrk(servers, tokens, ",".join(hot), args.seconds, args.connections)
         cpu = [m.used() * 1000 for m in (web, pg, rd)]
         made = got["requests"] - got["status_errors"]
         on_hand, held, rows = settled_figures(env["DATABASE_URL"], hot)
         print(f"throughput: {made} holds made in {args.seconds}s: {made / args.seconds:.0f} "
               f"reservations/s ({got['status_errors']} refused, {got['socket_errors']} socket "
-              f"errors); {args.connections} connections, 2 web processes")
+              f"errors); {args.connections} connections, 2 web processes, "
+              f"{args.products} product{'s' if args.products > 1 else ''}")
         print(f"  latency p50 {got['p50_us'] / 1000:.1f} ms, p99 {got['p99_us'] / 1000:.1f} ms "
               f"(worse of the two processes)")
         print(f"  server CPU per hold: web {cpu[0] / made:.2f} ms, PostgreSQL {cpu[1] / made:.2f} ms, "
@@ -139,7 +144,7 @@ def main() -> None:
 
         got = wrk(servers, tokens, last, max(3, args.seconds // 3), args.connections)
         made = got["requests"] - got["status_errors"]
-        on_hand, held, rows = settled_figures(env["DATABASE_URL"], last)
+        on_hand, held, rows = settled_figures(env["DATABASE_URL"], [last])
         tokens.unlink()
         ok = on_hand == held == rows == args.last and made <= held and got["status_errors"] > 0
         print(f"sell-out: {args.last} units, {got['requests']} answers ({made} held, "

@@ -1,19 +1,22 @@
 -- wrk script for bench/commerce_reservations.py: POST /api/v1/reservations,
--- one unit of one product, each request with the next customer's token.
--- args: tokens file, product id
-local tokens, body, i = {}, nil, 0
+-- one unit of a product, each request with the next customer's token and the
+-- next of the products (one hot product, or a spread).
+-- args: tokens file, product ids separated by commas
+local tokens, bodies, i, j = {}, {}, 0, 0
 
 function init(args)
   for line in io.lines(args[1]) do tokens[#tokens + 1] = line end
-  body = '{"product_id": "' .. args[2] .. '", "quantity": 1}'
-  i = math.random(#tokens)
+  for id in string.gmatch(args[2], "[^,]+") do
+    bodies[#bodies + 1] = '{"product_id": "' .. id .. '", "quantity": 1}'
+  end
+  i, j = math.random(#tokens), math.random(#bodies)
 end
 
 function request()
-  i = i % #tokens + 1
+  i, j = i % #tokens + 1, j % #bodies + 1
   return wrk.format("POST", "/api/v1/reservations",
                     {["Authorization"] = "Bearer " .. tokens[i],
-                     ["Content-Type"] = "application/json"}, body)
+                     ["Content-Type"] = "application/json"}, bodies[j])
 end
 
 function done(summary, latency, requests)
