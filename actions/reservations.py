@@ -6,12 +6,12 @@ matching change of `stock_levels.held` in the same transaction: a
 reservation leaves `held` exactly once, whoever (commit, release, the ETA
 task, the beat sweep, a hold reclaiming space) gets there first.
 
-On PostgreSQL a hold first goes with the other holds of its product that
-arrive meanwhile in this process (`actions/group_commit.py`): one autocommit
-statement takes the whole batch (a conditional UPDATE of the level and the
-INSERTs that go with it), so the level's row lock lasts as long as
-PostgreSQL takes to run it, not a network round trip or a busy process's
-turn longer, and one commit serves many holds. Whatever that cannot settle
+On PostgreSQL a hold first goes with the other holds that arrive meanwhile
+in this process (`actions/group_commit.py`): one autocommit statement takes
+the whole batch (a conditional UPDATE of each level and the INSERTs that go
+with it), so a level's row lock lasts as long as PostgreSQL takes to run it,
+not a network round trip or a busy process's turn longer, and one commit
+serves many holds, of one hot product or of many. Whatever that cannot settle
 (no level has room without reclaiming expired holds, a hold that crosses the
 low-stock threshold, an Idempotency-Key seen before, SQLite) takes the locked path below,
 which is the reference.
@@ -24,11 +24,13 @@ process that made the hold died.
 """
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, select, text, update
-from sqlalchemy.exc import IntegrityError
+from psycopg.errors import DeadlockDetected
+from sqlalchemy import Connection, Engine, select, text, update
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from actions.group_commit import GroupCommit
@@ -99,7 +101,7 @@ def hold(session: Session, *, product_id: str, variant_id: str | None, quantity:
         expires_at=now + timedelta(seconds=ttl_seconds), created_at=now, updated_at=now)
     bind = session.get_bind()
     if bind.dialect.name == "postgresql" and not session.in_transaction():
-        if _together.submit((bind, product_id, variant), fresh):
+        if _together.submit(bind, fresh):
             return fresh, True
         if not idempotency_key:
             with bind.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
@@ -109,92 +111,106 @@ def hold(session: Session, *, product_id: str, variant_id: str | None, quantity:
     return _hold_locked(session, fresh, now)
 
 
-# One statement for a batch of holds of one product variant (autocommit): lock
-# the first level (by location) with room for the smallest hold, take the
-# longest run of holds that fits, record them and their changes, and return
-# the figures each hold's broadcasts need. Expired holds still counted in
-# `held` are not reclaimed here (that needs the locked path) but are counted
-# as available in what is announced.
+# One statement for a batch of holds (autocommit). For each product variant of
+# the batch: lock the first level (by location) with room for its smallest
+# hold, take the longest run of its holds that fits, record them and their
+# changes, and return the figures each hold's broadcasts need. Levels are
+# locked in id order, so two batches never wait for each other in a circle.
+# Expired holds still counted in `held` are not reclaimed here (that needs the
+# locked path) but are counted as available in what is announced.
 _TAKE = text("""
 WITH req AS (
-  SELECT t.*, sum(t.q) OVER (ORDER BY t.n) AS upto
-  FROM unnest(CAST(:rids AS text[]), CAST(:qs AS integer[]), CAST(:customers AS text[]),
-              CAST(:owners AS text[]), CAST(:keys AS text[]), CAST(:expires AS timestamptz[]),
-              CAST(:created AS timestamptz[]))
-       WITH ORDINALITY AS t(rid, q, customer, owner, key, expires, created, n)
+  SELECT t.*, sum(t.q) OVER (PARTITION BY t.p, t.v ORDER BY t.n) AS upto,
+         min(t.q) OVER (PARTITION BY t.p, t.v) AS least
+  FROM jsonb_to_recordset(CAST(:holds AS jsonb))
+       AS t(n integer, p text, v text, rid text, q integer, customer text, owner text,
+            key text, expires timestamptz, created timestamptz)
 ), target AS (
-  -- Locked, so its figures are the row's latest, whatever committed since
+  -- Locked, so its figures are the rows' latest, whatever committed since
   -- this statement's snapshot.
-  SELECT id, on_hand - held AS room, low_stock_alerted AS alerted
-  FROM stock_levels
-  WHERE id = (SELECT id FROM stock_levels
-              WHERE product_id = :p AND variant_id = :v AND on_hand - held >= :least
-              ORDER BY location LIMIT 1)
+  SELECT s.id, s.product_id AS p, s.variant_id AS v, s.on_hand - s.held AS room,
+         s.low_stock_alerted AS alerted
+  FROM stock_levels s
+  WHERE s.id IN (SELECT (SELECT l.id FROM stock_levels l
+                         WHERE l.product_id = w.p AND l.variant_id = w.v
+                           AND l.on_hand - l.held >= w.least
+                         ORDER BY l.location LIMIT 1)
+                 FROM (SELECT DISTINCT p, v, least FROM req) w)
+  ORDER BY s.id
   FOR UPDATE
 ), take AS (
-  -- A hold that takes the level down across its low-stock threshold goes the
+  -- A hold that takes a level down across its low-stock threshold goes the
   -- locked way, which flips the flag and tells the admins once.
   SELECT target.id, max(req.upto) AS units
-  FROM target JOIN req ON req.upto <= target.room
+  FROM target JOIN req ON req.p = target.p AND req.v = target.v AND req.upto <= target.room
    AND (target.alerted OR target.room - req.upto >
-        coalesce((SELECT low_stock_threshold FROM products WHERE id = :p), -1))
+        coalesce((SELECT low_stock_threshold FROM products WHERE id = target.p), -1))
   GROUP BY target.id
 ), lvl AS (
   UPDATE stock_levels s SET held = s.held + take.units, updated_at = :now
   FROM take
   WHERE s.id = take.id AND s.on_hand - s.held >= take.units
-  RETURNING s.id, s.location, s.on_hand - s.held + take.units AS free_before, take.units
+  RETURNING s.id, s.product_id AS p, s.variant_id AS v, s.location,
+            s.on_hand - s.held + take.units AS free_before, take.units
 ), taken AS (
-  SELECT req.*, lvl.location, lvl.free_before - req.upto AS free_after
-  FROM req, lvl WHERE req.upto <= lvl.units
+  SELECT req.*, lvl.id AS level_id, lvl.location, lvl.free_before - req.upto AS free_after
+  FROM req JOIN lvl ON req.p = lvl.p AND req.v = lvl.v AND req.upto <= lvl.units
 ), stale AS (
-  SELECT coalesce(sum(r.quantity) FILTER (WHERE r.location = lvl.location), 0) AS here,
+  SELECT lvl.id AS level_id,
+         coalesce(sum(r.quantity) FILTER (WHERE r.location = lvl.location), 0) AS here,
          coalesce(sum(r.quantity), 0) AS everywhere
   FROM lvl LEFT JOIN reservations r
-    ON r.product_id = :p AND r.variant_id = :v AND r.status = 'held' AND r.expires_at <= :now
+    ON r.product_id = lvl.p AND r.variant_id = lvl.v AND r.status = 'held'
+   AND r.expires_at <= :now
+  GROUP BY lvl.id
 ), others AS (
-  SELECT coalesce(sum(s.on_hand - s.held), 0) AS free
-  FROM lvl LEFT JOIN stock_levels s ON s.product_id = :p AND s.variant_id = :v AND s.id <> lvl.id
+  SELECT lvl.id AS level_id, coalesce(sum(s.on_hand - s.held), 0) AS free
+  FROM lvl LEFT JOIN stock_levels s
+    ON s.product_id = lvl.p AND s.variant_id = lvl.v AND s.id <> lvl.id
+  GROUP BY lvl.id
 ), hold AS (
   INSERT INTO reservations (id, product_id, variant_id, location, quantity, customer_id,
                             owner_id, status, idempotency_key, expires_at, created_at, updated_at)
-  SELECT rid, :p, :v, location, q, customer, owner, 'held', key, expires, created, created
+  SELECT rid, p, v, location, q, customer, owner, 'held', key, expires, created, created
   FROM taken
 ), change AS (
   INSERT INTO stock_changes (product_id, variant_id, location, change_type, delta,
                              previous_quantity, current_quantity, created_at)
-  SELECT :p, :v, taken.location, 'reservation', -taken.q, taken.free_after + taken.q + stale.here,
-         taken.free_after + stale.here, taken.created
-  FROM taken, stale ORDER BY taken.n
+  SELECT taken.p, taken.v, taken.location, 'reservation', -taken.q,
+         taken.free_after + taken.q + stale.here, taken.free_after + stale.here, taken.created
+  FROM taken JOIN stale USING (level_id) ORDER BY taken.n
 )
 SELECT taken.rid, taken.location, taken.free_after + stale.here AS level_free,
        taken.free_after + others.free + stale.everywhere AS available
-FROM taken, stale, others ORDER BY taken.n
+FROM taken JOIN stale USING (level_id) JOIN others USING (level_id) ORDER BY taken.n
 """)
 
 
-def _take_together(key: tuple[Any, str, str], holds: list[Reservation]) -> list[bool]:
-    """Settle a batch of holds of one product variant in one statement; which were taken.
+def _take_together(bind: Engine, holds: list[Reservation]) -> list[bool]:
+    """Settle a batch of holds (any products) in one statement; which were taken.
 
-    The smallest holds go first, so the run that fits is as long as it can be.
-    What is not taken goes its own way (`hold`): another location, a reclaim,
-    a threshold crossing, a refusal.
+    Of each product variant, the smallest holds go first, so the run that fits
+    is as long as it can be. What is not taken goes its own way (`hold`):
+    another location, a reclaim, a threshold crossing, a refusal.
     """
-    bind, product_id, variant = key
     ordered = sorted(holds, key=lambda r: r.quantity)
-    now = utcnow()
+    # One JSON parameter: the batch as rows, without an array per column.
+    batch = json.dumps([
+        {"n": n, "p": r.product_id, "v": r.variant_id, "rid": r.id, "q": r.quantity,
+         "customer": r.customer_id, "owner": r.owner_id, "key": r.idempotency_key,
+         "expires": r.expires_at.isoformat(), "created": r.created_at.isoformat()}
+        for n, r in enumerate(ordered)])
     try:
         with bind.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            rows = conn.execute(_TAKE, {
-                "rids": [r.id for r in ordered], "qs": [r.quantity for r in ordered],
-                "customers": [r.customer_id for r in ordered],
-                "owners": [r.owner_id for r in ordered],
-                "keys": [r.idempotency_key for r in ordered],
-                "expires": [r.expires_at for r in ordered],
-                "created": [r.created_at for r in ordered],
-                "least": ordered[0].quantity, "now": now, "p": product_id, "v": variant}).all()
+            rows = conn.execute(_TAKE, {"holds": batch, "now": utcnow()}).all()
     except IntegrityError:
         return [False] * len(holds)  # an Idempotency-Key used before: the locked path answers
+    except OperationalError as e:
+        if not isinstance(e.orig, DeadlockDetected):
+            raise
+        # Only against a transaction that locks levels of several products in
+        # another order; nothing was held: each goes its own way.
+        return [False] * len(holds)
     taken = {row.rid: row for row in rows}
     events: list[Outgoing] = []
     for r in ordered:

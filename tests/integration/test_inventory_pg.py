@@ -26,6 +26,7 @@ import broadcast
 from actions import inventory, reservations
 from actions.inventory import InventoryError, LevelKey
 from broadcast.bus import MemoryBus
+from broadcast.events import BEFORE_FIRST
 from models import (Reservation, StockLevel, User, make_engine, make_session_factory,
                     session_scope)
 from tests.support.clients import WsClient, auth, token
@@ -147,7 +148,8 @@ def test_commits_releases_expiries_and_restocks_racing_stay_consistent(sessions)
 
 
 def hold_in_batch(sessions, monkeypatch, pid, asks, ttl_seconds=60):
-    """Holds `asks` = [(quantity, owner, idempotency key)] at once from threads, the first
+    """Holds `asks` = [(quantity, owner, idempotency key[, product])] (of `pid` unless
+    the ask names a product) at once from threads, the first
     batch (of the first ask) kept running until all the others wait, so they go as one
     batch. Returns (answers in ask order, the quantities of each batch)."""
     batches, together = [], reservations._together
@@ -162,10 +164,11 @@ def hold_in_batch(sessions, monkeypatch, pid, asks, ttl_seconds=60):
     monkeypatch.setattr(together, "_run", recording)
 
     def one(ask):
-        quantity, owner, key = ask
+        quantity, owner, key, product = (*ask, pid)[:4]
         try:
             with session_scope(sessions) as s:
-                r, created = reservations.hold(s, product_id=pid, variant_id=None, quantity=quantity,
+                r, created = reservations.hold(s, product_id=product, variant_id=None,
+                                               quantity=quantity,
                                                owner_id=owner, customer_id=owner,
                                                ttl_seconds=ttl_seconds, idempotency_key=key)
                 return "created" if created else "found", r.id, r.location, r.quantity
@@ -236,6 +239,39 @@ def test_a_batch_stops_short_of_the_low_stock_threshold_and_the_crossing_alerts_
     mine = [t for t in told if t[0] == admin]
     assert len(mine) == 1 and mine[0][1] == "inventory_alert"
     assert mine[0][2]["current_quantity"] == 3 and mine[0][2]["alert"] == "low_stock"
+
+
+def test_a_batch_of_several_products_takes_each_from_its_own_stock(sessions, monkeypatch):
+    bus = MemoryBus()
+    broadcast.use_bus(bus)
+    tag = uuid.uuid4().hex[:8]
+    shirt, mug, gone = f"shirt-{tag}", f"mug-{tag}", f"gone-{tag}"
+    with session_scope(sessions) as s:
+        inventory.set_stock(s, LevelKey(shirt), 10)
+        inventory.set_stock(s, LevelKey(mug), 3)
+        inventory.set_stock(s, LevelKey(gone), 0)
+    asks = [(1, "a", None, shirt), (2, "b", None, mug), (3, "c", None, shirt),
+            (2, "d", None, mug), (1, "e", None, gone), (1, "f", None, mug)]
+    answers, batches = hold_in_batch(sessions, monkeypatch, shirt, asks)
+    assert len(batches[1]) == 5
+    got = [a[0] for a in answers]
+    # The mug's smallest hold first (1), then one of the two 2s fits in its 3 units.
+    assert (got[0], got[2], got[4], got[5]) == ("created", "created", "out_of_stock", "created")
+    assert sorted((got[1], got[3])) == ["created", "out_of_stock"]
+    assert levels_of(sessions, shirt) == {"default": (10, 4, 4)}
+    assert levels_of(sessions, mug) == {"default": (3, 3, 3)}
+    assert levels_of(sessions, gone) == {"default": (0, 0, 0)}
+    # Each product's viewers saw its own figures go down hold by hold, never another's.
+    def seen(product):
+        got, _ = bus.history(f"product:{product}", BEFORE_FIRST)
+        return [(e.name, e.data["available_quantity"]) for e in got]
+
+    assert seen(shirt) == [("inventory_update", 10), ("inventory_update", 9),
+                           ("inventory_update", 6)]
+    mug_seen = seen(mug)
+    assert mug_seen[:2] == [("inventory_update", 3), ("inventory_update", 2)]
+    assert ("inventory_update", 0) in mug_seen and ("out_of_stock", 0) in mug_seen
+    assert seen(gone) == [("inventory_update", 0), ("out_of_stock", 0)]
 
 
 def test_one_idempotency_key_twice_in_a_batch_holds_once(sessions, monkeypatch):
