@@ -5,8 +5,9 @@
 - A worker holding an ETA expiry is SIGKILLed: the beat sweep still expires the hold on time.
 - Holds that arrive together in one process go as one batch (one statement): mixed
   quantities over two locations never oversell and never refuse a hold a level had room
-  for; a batch stops short of the low-stock threshold and the crossing alerts once; one
-  Idempotency-Key twice in a batch holds once.
+  for; a batch stops short of the low-stock threshold and the crossing alerts once; a
+  batch of several products takes each from its own stock; a batch that PostgreSQL fails
+  to break a deadlock holds nothing; one Idempotency-Key twice in a batch holds once.
 """
 from __future__ import annotations
 
@@ -15,12 +16,12 @@ import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 
 import pytest
 import redis as redis_lib
 import requests
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 import broadcast
 from actions import inventory, reservations
@@ -272,6 +273,36 @@ def test_a_batch_of_several_products_takes_each_from_its_own_stock(sessions, mon
     assert mug_seen[:2] == [("inventory_update", 3), ("inventory_update", 2)]
     assert ("inventory_update", 0) in mug_seen and ("out_of_stock", 0) in mug_seen
     assert seen(gone) == [("inventory_update", 0), ("out_of_stock", 0)]
+
+
+def test_a_batch_caught_in_a_deadlock_holds_nothing_and_says_so(sessions):
+    """A transaction locks the levels of two products in the other order than a batch:
+    PostgreSQL breaks the cycle by failing the batch, whose holds then go their own way."""
+    tag = uuid.uuid4().hex[:8]
+    first, second = f"dl-a-{tag}", f"dl-b-{tag}"
+    with session_scope(sessions) as s:
+        inventory.set_stock(s, LevelKey(first), 5)   # lower id: the batch locks it first
+        inventory.set_stock(s, LevelKey(second), 5)
+    engine = sessions.kw["bind"]
+    now = datetime.now(timezone.utc)
+    holds = [Reservation(id=uuid.uuid4().hex, product_id=p, variant_id="", location="", quantity=1,
+                         customer_id="c", owner_id="c", status="held", expires_at=now + timedelta(
+                             seconds=60), created_at=now, updated_at=now) for p in (first, second)]
+    lock_second = "SELECT 1 FROM stock_levels WHERE product_id = :p FOR UPDATE"
+    with engine.connect() as other, ThreadPoolExecutor(1) as pool:
+        other.execute(text(lock_second), {"p": second})
+        batch = pool.submit(reservations._take_together, engine, holds)
+        with engine.connect() as watch:
+            wait_until(lambda: watch.execute(text(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                "AND query LIKE '%jsonb_to_recordset%'")).scalar() == 1)
+        # Now the cycle: PostgreSQL's check (after deadlock_timeout) fails the batch,
+        # which waited first; this lock is granted once it has.
+        other.execute(text(lock_second), {"p": first})
+        assert batch.result(timeout=30) == [False, False]
+        other.rollback()
+    assert levels_of(sessions, first) == {"default": (5, 0, 0)}
+    assert levels_of(sessions, second) == {"default": (5, 0, 0)}
 
 
 def test_one_idempotency_key_twice_in_a_batch_holds_once(sessions, monkeypatch):
