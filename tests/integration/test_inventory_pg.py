@@ -283,24 +283,34 @@ def test_a_batch_caught_in_a_deadlock_holds_nothing_and_says_so(sessions):
     with session_scope(sessions) as s:
         inventory.set_stock(s, LevelKey(first), 5)   # lower id: the batch locks it first
         inventory.set_stock(s, LevelKey(second), 5)
-    engine = sessions.kw["bind"]
+    # Which of the two PostgreSQL fails is whose deadlock check finds the cycle first: the
+    # batch checks 3 s after it starts waiting (the other transaction is waiting by then),
+    # the other transaction only after 30 s.
+    engine = make_engine(sessions.kw["bind"].url.render_as_string(hide_password=False),
+                         connect_args={"options": "-c deadlock_timeout=3s"})
     now = datetime.now(timezone.utc)
     holds = [Reservation(id=uuid.uuid4().hex, product_id=p, variant_id="", location="", quantity=1,
                          customer_id="c", owner_id="c", status="held", expires_at=now + timedelta(
                              seconds=60), created_at=now, updated_at=now) for p in (first, second)]
     lock_second = "SELECT 1 FROM stock_levels WHERE product_id = :p FOR UPDATE"
-    with engine.connect() as other, ThreadPoolExecutor(1) as pool:
+    # The pool closes last: whatever happens, `other` lets go of its locks before the
+    # test waits for the batch's thread.
+    with ThreadPoolExecutor(1) as pool, engine.connect() as other:
+        other.execute(text("SET deadlock_timeout = '30s'"))
         other.execute(text(lock_second), {"p": second})
+        blocker = other.execute(text("SELECT pg_backend_pid()")).scalar()
         batch = pool.submit(reservations._take_together, engine, holds)
-        with engine.connect() as watch:
+        # Autocommit: in a transaction pg_stat_activity would stay as first read.
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as watch:
             wait_until(lambda: watch.execute(text(
-                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                "AND query LIKE '%jsonb_to_recordset%'")).scalar() == 1)
+                "SELECT count(*) FROM pg_stat_activity WHERE :blocker = ANY(pg_blocking_pids(pid))"),
+                {"blocker": blocker}).scalar() == 1)
         # Now the cycle: PostgreSQL's check (after deadlock_timeout) fails the batch,
         # which waited first; this lock is granted once it has.
         other.execute(text(lock_second), {"p": first})
         assert batch.result(timeout=30) == [False, False]
         other.rollback()
+    engine.dispose()
     assert levels_of(sessions, first) == {"default": (5, 0, 0)}
     assert levels_of(sessions, second) == {"default": (5, 0, 0)}
 
