@@ -68,17 +68,24 @@ class GroupCommit(Generic[Item, Result]):
                 self._settle(key, batch)
             finally:  # whatever gathered meanwhile goes to a runner, even if this one was killed
                 with self._guard:
-                    if state.waiting is None:
+                    gathered = state.waiting is not None
+                    if not gathered:
                         del self._keys[key]
-                    else:
-                        threading.Thread(target=self._runner, args=(key, state),
-                                         name=self._name, daemon=True).start()
+                if gathered:
+                    self._hand_over(key, state)
         else:
             batch.done.wait()
         if batch.error is not None:
             raise batch.error
         assert batch.results is not None
         return batch.results[index]
+
+    def _hand_over(self, key: Hashable, state: _Key[Item, Result]) -> None:
+        try:
+            threading.Thread(target=self._runner, args=(key, state), name=self._name,
+                             daemon=True).start()
+        except RuntimeError:  # no thread to be had: this one settles them, rather than nobody
+            self._runner(key, state)
 
     def _settle(self, key: Hashable, batch: _Batch[Item, Result]) -> None:
         try:

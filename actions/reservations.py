@@ -25,6 +25,7 @@ process that made the hold died.
 from __future__ import annotations
 
 import json
+import logging
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -42,6 +43,7 @@ from models import Product, Reservation, StockLevel, after_commit, new_id, utcno
 from tasks.batching import EtaBatcher
 
 EXPIRE_TASK = "tasks.inventory.expire_reservations"
+log = logging.getLogger(__name__)
 
 
 def _send_expiries(reservation_ids: list[str], eta: datetime) -> None:
@@ -125,6 +127,9 @@ WITH req AS (
   FROM jsonb_to_recordset(CAST(:holds AS jsonb))
        AS t(n integer, p text, v text, rid text, q integer, customer text, owner text,
             key text, expires timestamptz, created timestamptz)
+  -- An Idempotency-Key seen before is not taken: the locked path answers with its hold.
+  WHERE t.key IS NULL OR NOT EXISTS (
+    SELECT 1 FROM reservations x WHERE x.owner_id = t.owner AND x.idempotency_key = t.key)
 ), target AS (
   -- Locked, so its figures are the rows' latest, whatever committed since
   -- this statement's snapshot.
@@ -177,7 +182,7 @@ WITH req AS (
   INSERT INTO stock_changes (product_id, variant_id, location, change_type, delta,
                              previous_quantity, current_quantity, created_at)
   SELECT taken.p, taken.v, taken.location, 'reservation', -taken.q,
-         taken.free_after + taken.q + stale.here, taken.free_after + stale.here, taken.created
+         taken.free_after + taken.q + stale.here, taken.free_after + stale.here, :now
   FROM taken JOIN stale USING (level_id) ORDER BY taken.n
 )
 SELECT taken.rid, taken.location, taken.free_after + stale.here AS level_free,
@@ -193,18 +198,25 @@ def _take_together(bind: Engine, holds: list[Reservation]) -> list[bool]:
     is as long as it can be. What is not taken goes its own way (`hold`):
     another location, a reclaim, a threshold crossing, a refusal.
     """
-    ordered = sorted(holds, key=lambda r: r.quantity)
+    # A key twice in one batch: the first goes, the others go the locked path.
+    keys = [(r.owner_id, r.idempotency_key) for r in holds if r.idempotency_key]
+    once = {k for k in keys if keys.count(k) == 1}
+    ordered = sorted((r for r in holds if not r.idempotency_key
+                      or (r.owner_id, r.idempotency_key) in once), key=lambda r: r.quantity)
+    if not ordered:
+        return [False] * len(holds)
     # One JSON parameter: the batch as rows, without an array per column.
     batch = json.dumps([
         {"n": n, "p": r.product_id, "v": r.variant_id, "rid": r.id, "q": r.quantity,
          "customer": r.customer_id, "owner": r.owner_id, "key": r.idempotency_key,
          "expires": r.expires_at.isoformat(), "created": r.created_at.isoformat()}
         for n, r in enumerate(ordered)])
+    now = utcnow()
     try:
         with bind.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            rows = conn.execute(_TAKE, {"holds": batch, "now": utcnow()}).all()
+            rows = conn.execute(_TAKE, {"holds": batch, "now": now}).all()
     except IntegrityError:
-        return [False] * len(holds)  # an Idempotency-Key used before: the locked path answers
+        return [False] * len(holds)  # a key's first hold made meanwhile: the locked path answers
     except OperationalError as e:
         if not isinstance(e.orig, DeadlockDetected):
             raise
@@ -218,17 +230,23 @@ def _take_together(bind: Engine, holds: list[Reservation]) -> list[bool]:
         if row is None:
             continue
         r.location = row.location
-        events += _hold_events(r, row.level_free, row.available)
+        events += _hold_events(r, row.level_free, row.available, now)
         _expiries.add(r.id, r.expires_at)
     if events:
-        publish_many(events)
+        try:
+            publish_many(events)
+        except Exception:  # noqa: BLE001
+            # The holds are committed: failing their requests would invite a retry
+            # that holds twice. Viewers catch up with the next change.
+            log.exception("announcing %d holds failed", len(taken))
     return [r.id in taken for r in holds]
 
 
 _together: GroupCommit[Reservation, bool] = GroupCommit(_take_together, name="reservation-holds")
 
 
-def _hold_events(r: Reservation, level_free: int, available: int) -> list[Outgoing]:
+def _hold_events(r: Reservation, level_free: int, available: int,
+                 now: datetime) -> list[Outgoing]:
     variant = r.variant_id or None
     return [
         Outgoing(f"product:{r.product_id}", "inventory_update",
@@ -238,7 +256,7 @@ def _hold_events(r: Reservation, level_free: int, available: int) -> list[Outgoi
                  {"product_id": r.product_id, "variant_id": variant,
                   "previous_quantity": level_free + r.quantity, "current_quantity": level_free,
                   "change_type": "reservation", "location": r.location,
-                  "timestamp": r.created_at.isoformat()})]
+                  "timestamp": now.isoformat()})]
 
 
 def _plainly_refused(conn: Connection, r: Reservation, now: datetime) -> int | None:
@@ -314,6 +332,12 @@ def _hold_locked(session: Session, r: Reservation, now: datetime) -> tuple[Reser
     available = variant_available(session, r.product_id, r.variant_id, now)
     # Nothing was changed; end the transaction (releasing the locks) before announcing.
     session.rollback()
+    if r.idempotency_key:
+        # A request with the same key held first, while this one waited for the
+        # level's lock: that hold is the answer, not the stock it left.
+        found = _existing(session, r.owner_id, r.idempotency_key)
+        if found is not None:
+            return found, False
     raise _out_of_stock(r, available, now)
 
 

@@ -152,15 +152,17 @@ def hold_in_batch(sessions, monkeypatch, pid, asks, ttl_seconds=60):
     """Holds `asks` = [(quantity, owner, idempotency key[, product])] (of `pid` unless
     the ask names a product) at once from threads, the first
     batch (of the first ask) kept running until all the others wait, so they go as one
-    batch. Returns (answers in ask order, the quantities of each batch)."""
-    batches, together = [], reservations._together
+    batch. Returns (answers in ask order, the quantities of each batch, which of each
+    batch's holds the batch statement took)."""
+    batches, taken, together = [], [], reservations._together
     run = together._run
 
     def recording(key, holds):
         batches.append([h.quantity for h in holds])
         if len(batches) == 1:
             wait_until(lambda: queued(together, key) == len(asks) - 1)
-        return run(key, holds)
+        taken.append(run(key, holds))
+        return taken[-1]
 
     monkeypatch.setattr(together, "_run", recording)
 
@@ -180,7 +182,7 @@ def hold_in_batch(sessions, monkeypatch, pid, asks, ttl_seconds=60):
         first = pool.submit(one, asks[0])
         wait_until(lambda: batches)
         rest = list(pool.map(one, asks[1:]))
-    return [first.result(timeout=30)] + rest, batches
+    return [first.result(timeout=30)] + rest, batches, taken
 
 
 def levels_of(sessions, pid):
@@ -201,7 +203,7 @@ def test_holds_arriving_together_go_as_one_batch_and_never_oversell(sessions, mo
         inventory.set_stock(s, LevelKey(pid, "", "a-shelf"), 4)
         inventory.set_stock(s, LevelKey(pid, "", "b-shelf"), 9)
     asks = [(q, f"u{i}", None) for i, q in enumerate([1, 3, 2, 1, 5, 2, 1, 4, 1, 2, 3, 1])]
-    answers, batches = hold_in_batch(sessions, monkeypatch, pid, asks)
+    answers, batches, _ = hold_in_batch(sessions, monkeypatch, pid, asks)
     assert batches[0] == [1] and sorted(batches[1]) == sorted(q for q, _, _ in asks[1:])
     levels = levels_of(sessions, pid)
     for on_hand, held, rows in levels.values():
@@ -229,7 +231,7 @@ def test_a_batch_stops_short_of_the_low_stock_threshold_and_the_crossing_alerts_
     with session_scope(sessions) as s:
         s.add(User(id=admin, role="admin"))
         inventory.set_stock(s, LevelKey(pid), 10, low_stock_threshold=3)
-    answers, batches = hold_in_batch(
+    answers, batches, _ = hold_in_batch(
         sessions, monkeypatch, pid, [(1, f"u{i}", None) for i in range(8)])
     assert [a[0] for a in answers] == ["created"] * 8
     assert batches[:2] == [[1], [1] * 7]
@@ -253,7 +255,7 @@ def test_a_batch_of_several_products_takes_each_from_its_own_stock(sessions, mon
         inventory.set_stock(s, LevelKey(gone), 0)
     asks = [(1, "a", None, shirt), (2, "b", None, mug), (3, "c", None, shirt),
             (2, "d", None, mug), (1, "e", None, gone), (1, "f", None, mug)]
-    answers, batches = hold_in_batch(sessions, monkeypatch, shirt, asks)
+    answers, batches, _ = hold_in_batch(sessions, monkeypatch, shirt, asks)
     assert len(batches[1]) == 5
     got = [a[0] for a in answers]
     # The mug's smallest hold first (1), then one of the two 2s fits in its 3 units.
@@ -321,11 +323,27 @@ def test_one_idempotency_key_twice_in_a_batch_holds_once(sessions, monkeypatch):
         inventory.set_stock(s, LevelKey(pid), 5)
     asks = [(1, "first", None), (2, "cart", "checkout-1"), (1, "other", None),
             (2, "cart", "checkout-1")]
-    answers, batches = hold_in_batch(sessions, monkeypatch, pid, asks)
+    answers, batches, _ = hold_in_batch(sessions, monkeypatch, pid, asks)
     assert len(batches[1]) == 3
     kinds = sorted(a[0] for a in answers[1::2])
     assert kinds == ["created", "found"] and answers[1][1] == answers[3][1]
     assert [a[0] for a in answers[0::2]] == ["created", "created"]
+    assert levels_of(sessions, pid) == {"default": (5, 4, 4)}
+
+
+def test_a_key_seen_before_goes_the_locked_path_without_the_rest_of_its_batch(
+        sessions, monkeypatch):
+    pid = f"again-{uuid.uuid4().hex[:8]}"
+    with session_scope(sessions) as s:
+        inventory.set_stock(s, LevelKey(pid), 5)
+        first, _ = reservations.hold(s, product_id=pid, variant_id=None, quantity=2,
+                                     owner_id="cart", customer_id="cart", ttl_seconds=60,
+                                     idempotency_key="checkout-9")
+    asks = [(1, "a", None), (2, "cart", "checkout-9"), (1, "b", None)]
+    answers, batches, taken = hold_in_batch(sessions, monkeypatch, pid, asks)
+    assert [a[0] for a in answers] == ["created", "found", "created"]
+    assert answers[1][1] == first.id
+    assert sorted(batches[1]) == [1, 2] and sorted(taken[1]) == [False, True]
     assert levels_of(sessions, pid) == {"default": (5, 4, 4)}
 
 

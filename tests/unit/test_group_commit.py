@@ -129,6 +129,26 @@ def test_a_request_killed_while_settling_still_hands_over_what_gathered():
     wait_until(lambda: not group._keys)
 
 
+def test_without_a_thread_to_start_the_request_that_ran_settles_what_gathered(monkeypatch):
+    import actions.group_commit as module
+
+    class NoThreads(threading.Thread):
+        def start(self):
+            raise RuntimeError("can't start new thread")
+
+    gate = Gate()
+    group = GroupCommit(gate)
+    with ThreadPoolExecutor(2) as pool:
+        first = running(pool, group, gate, "k", 1)
+        waiting = pool.submit(group.submit, "k", 2)
+        wait_until(lambda: queued(group, "k") == 1)
+        monkeypatch.setattr(module.threading, "Thread", NoThreads)  # the pool's threads exist
+        gate.open()
+        assert first.result(TIMEOUT) == ("k", 1) and waiting.result(TIMEOUT) == ("k", 2)
+    assert gate.batches == [("k", [1]), ("k", [2])] and gate.threads[0] is gate.threads[1]
+    assert not group._keys
+
+
 def test_a_wrong_number_of_results_is_an_error_not_a_wrong_answer():
     group = GroupCommit(lambda key, items: items[:-1])
     with pytest.raises(RuntimeError, match="0 results for 1 items"):
