@@ -356,17 +356,28 @@ def send_customer_message_at_once(session: Session, me: Any, conversation_id: st
     except ChatError:
         return None
     now = utcnow()
-    row = {"id": new_id(), "conversation_id": conversation_id, "client_id": client_id,
-           "sender_id": me.id, "sender_type": "customer", "content": content,
-           "message_type": message_type, "status": "sent", "is_private": False,
-           "created_at": now, "updated_at": now}
+    row = _message_row(me, conversation_id, content, message_type, client_id, now)
     done = session.connection().execute(_CUSTOMER_SENDS[client_id is not None], {
         "mid": row["id"], "cid": conversation_id, "client_id": client_id, "me": me.id,
         "body": content, "kind": message_type, "now": now}).first()
     if done is None:
         return None
+    return _announce(session, row)
+
+
+def _message_row(me: Any, conversation_id: str, content: dict[str, Any], message_type: str,
+                 client_id: str | None, now: datetime) -> dict[str, Any]:
+    """A participant's new plain message, as the row the one- and two-statement sends write."""
+    return {"id": new_id(), "conversation_id": conversation_id, "client_id": client_id,
+            "sender_id": me.id, "sender_type": "customer" if me.role == "customer" else "agent",
+            "content": content, "message_type": message_type, "status": "sent",
+            "is_private": False, "created_at": now, "updated_at": now}
+
+
+def _announce(session: Session, row: dict[str, Any]) -> dict[str, Any]:
+    """`message:receive` for a message written as a row, at commit; its JSON."""
     data = message_json(Message(**row))  # transient: the JSON's one shape, no ORM state
-    publish(topic(conversation_id), "message:receive", data, session=session)
+    publish(topic(row["conversation_id"]), "message:receive", data, session=session)
     return data
 
 
@@ -393,13 +404,9 @@ def _send_direct(session: Session, me: Any, conversation_id: str, content: Any,
         conv = result.first()
         if conv is None:
             return None
-    row = {"id": new_id(), "conversation_id": conversation_id, "client_id": client_id,
-           "sender_id": me.id, "sender_type": "customer" if me.role == "customer" else "agent",
-           "content": content, "message_type": message_type, "status": "sent",
-           "is_private": False, "created_at": now, "updated_at": now}
+    row = _message_row(me, conversation_id, content, message_type, client_id, now)
     conn.execute(_INSERT_MESSAGE, row)
-    data = message_json(Message(**row))  # transient: the JSON's one shape, no ORM state
-    publish(topic(conversation_id), "message:receive", data, session=session)
+    data = _announce(session, row)
     if conv is not None:
         if conv.first_response_at is None:
             _record_first_response(session, conversation_id, conv.assigned_at or conv.created_at,

@@ -3,9 +3,9 @@
 Every hold of a hot product wants the same stock row, and PostgreSQL can
 update one row only once per commit (the row lock is held until the commit's
 WAL flush): holds one at a time top out at a few hundred a second and leave
-dozens of backends queued on that lock. So the holds of one product that
-arrive in a process while a batch of that product is being settled wait
-together and go as the next batch, one statement for all of them.
+dozens of backends queued on that lock. So the requests that arrive in a
+process while a batch of their key is being settled wait together and go as
+the next batch (for holds: one statement for all of them).
 
 No timer: a batch waits only while the one before it runs, so a lone request
 goes at once, in its own thread, and a busy key makes batches as large as the

@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 
 from actions.errors import DomainError
 from broadcast import publish
+from broadcast.bus import Outgoing
 from models import Product, Reservation, StockChange, StockLevel, User, utcnow
 
 CHANGE_TYPES = ("sale", "restock", "adjustment")
@@ -134,16 +135,26 @@ def record_change(session: Session, level: StockLevel, change_type: str, previou
                             location=level.location, change_type=change_type, delta=delta,
                             previous_quantity=previous, current_quantity=current, created_at=now))
     session.flush()
-    variant = level.variant_id or None
     available = variant_available(session, level.product_id, level.variant_id, now)
-    publish(f"product:{level.product_id}", "inventory_update",
-            {"product_id": level.product_id, "variant_id": variant,
-             "available_quantity": available, "is_in_stock": available > 0}, session=session)
-    publish("admin", "inventory_alert",
-            {"product_id": level.product_id, "variant_id": variant, "previous_quantity": previous,
-             "current_quantity": current, "change_type": change_type, "location": level.location,
-             "timestamp": now.isoformat()}, session=session)
+    for e in change_events(level.product_id, level.variant_id, level.location, change_type,
+                           previous, current, available, now):
+        publish(e.topic, e.event, e.data, session=session)
     _low_stock(session, level, current, now)
+
+
+def change_events(product_id: str, variant_id: str, location: str, change_type: str,
+                  previous: int, current: int, available: int, now: datetime) -> list[Outgoing]:
+    """What a change of one level announces: the product's `inventory_update` (available
+    everywhere) and the admins' `inventory_alert` (this level, before and after)."""
+    variant = variant_id or None
+    return [
+        Outgoing(f"product:{product_id}", "inventory_update",
+                 {"product_id": product_id, "variant_id": variant,
+                  "available_quantity": available, "is_in_stock": available > 0}),
+        Outgoing("admin", "inventory_alert",
+                 {"product_id": product_id, "variant_id": variant, "previous_quantity": previous,
+                  "current_quantity": current, "change_type": change_type, "location": location,
+                  "timestamp": now.isoformat()})]
 
 
 def _low_stock(session: Session, level: StockLevel, current: int, now: datetime) -> None:

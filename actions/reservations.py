@@ -11,10 +11,10 @@ in this process (`actions/group_commit.py`): one autocommit statement takes
 the whole batch (a conditional UPDATE of each level and the INSERTs that go
 with it), so a level's row lock lasts as long as PostgreSQL takes to run it,
 not a network round trip or a busy process's turn longer, and one commit
-serves many holds, of one hot product or of many. Whatever that cannot settle
-(no level has room without reclaiming expired holds, a hold that crosses the
-low-stock threshold, an Idempotency-Key seen before, SQLite) takes the locked path below,
-which is the reference.
+serves many holds, of one hot product or of many. Whatever that cannot
+settle (no level has room without reclaiming expired holds, a hold that
+crosses the low-stock threshold, an Idempotency-Key seen before, SQLite)
+takes the locked path below, which is the reference.
 
 The timer lives in the row (`expires_at`). Nothing waits for it to be
 correct: availability counts only unexpired holds, and a hold that finds no
@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections import Counter
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -35,8 +36,8 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from actions.group_commit import GroupCommit
-from actions.inventory import (HELD, InventoryError, LevelKey, level_available, lock_level,
-                               record_change, variant_available)
+from actions.inventory import (HELD, InventoryError, LevelKey, change_events, level_available,
+                               lock_level, record_change, variant_available)
 from broadcast import publish, publish_many
 from broadcast.bus import Outgoing
 from models import Product, Reservation, StockLevel, after_commit, new_id, utcnow
@@ -198,11 +199,10 @@ def _take_together(bind: Engine, holds: list[Reservation]) -> list[bool]:
     is as long as it can be. What is not taken goes its own way (`hold`):
     another location, a reclaim, a threshold crossing, a refusal.
     """
-    # A key twice in one batch: the first goes, the others go the locked path.
-    keys = [(r.owner_id, r.idempotency_key) for r in holds if r.idempotency_key]
-    once = {k for k in keys if keys.count(k) == 1}
+    # A key twice in one batch: all of them go the locked path, which answers with one hold.
+    seen = Counter((r.owner_id, r.idempotency_key) for r in holds if r.idempotency_key)
     ordered = sorted((r for r in holds if not r.idempotency_key
-                      or (r.owner_id, r.idempotency_key) in once), key=lambda r: r.quantity)
+                      or seen[r.owner_id, r.idempotency_key] == 1), key=lambda r: r.quantity)
     if not ordered:
         return [False] * len(holds)
     # One JSON parameter: the batch as rows, without an array per column.
@@ -230,7 +230,8 @@ def _take_together(bind: Engine, holds: list[Reservation]) -> list[bool]:
         if row is None:
             continue
         r.location = row.location
-        events += _hold_events(r, row.level_free, row.available, now)
+        events += change_events(r.product_id, r.variant_id, r.location, "reservation",
+                                row.level_free + r.quantity, row.level_free, row.available, now)
         _expiries.add(r.id, r.expires_at)
     if events:
         try:
@@ -243,20 +244,6 @@ def _take_together(bind: Engine, holds: list[Reservation]) -> list[bool]:
 
 
 _together: GroupCommit[Reservation, bool] = GroupCommit(_take_together, name="reservation-holds")
-
-
-def _hold_events(r: Reservation, level_free: int, available: int,
-                 now: datetime) -> list[Outgoing]:
-    variant = r.variant_id or None
-    return [
-        Outgoing(f"product:{r.product_id}", "inventory_update",
-                 {"product_id": r.product_id, "variant_id": variant,
-                  "available_quantity": available, "is_in_stock": available > 0}),
-        Outgoing("admin", "inventory_alert",
-                 {"product_id": r.product_id, "variant_id": variant,
-                  "previous_quantity": level_free + r.quantity, "current_quantity": level_free,
-                  "change_type": "reservation", "location": r.location,
-                  "timestamp": now.isoformat()})]
 
 
 def _plainly_refused(conn: Connection, r: Reservation, now: datetime) -> int | None:
