@@ -23,6 +23,7 @@ def create_app(settings: Settings | None = None, *, background: bool = True,
     from api import broadcast as broadcast_api
     from api import (chat, chat_pages, inventory, notification_pages, notifications, ops, orders,
                      shop_pages, stats)
+    from api.edges import MAX_BODY_BYTES, BodyLimit, StrictJSONProvider
     from api.errors import register_error_handlers
     from api.ratelimit import init_rate_limits
     from broadcast import views as realtime
@@ -31,7 +32,9 @@ def create_app(settings: Settings | None = None, *, background: bool = True,
 
     settings = settings or Settings.from_env(**overrides)
     app = Flask(__name__, static_folder="static", template_folder="templates")
-    app.config.update(MAX_CONTENT_LENGTH=1 << 20, SB_SETTINGS=settings, JSON_SORT_KEYS=False)
+    app.config.update(MAX_CONTENT_LENGTH=MAX_BODY_BYTES, SB_SETTINGS=settings, JSON_SORT_KEYS=False)
+    app.json = StrictJSONProvider(app)
+    app.wsgi_app = BodyLimit(app.wsgi_app)
 
     services = Services.build(settings)
     services.start_hub()
@@ -97,7 +100,7 @@ def serve() -> None:
     class _Server(BaseApplication):
         def load_config(self):
             self.cfg.set("bind", f"127.0.0.1:{settings.port}")
-            self.cfg.set("worker_class", "gevent")
+            self.cfg.set("worker_class", "api.edges.JsonErrorsWorker")
             self.cfg.set("workers", 1)  # the embedded bus and broker live in this one process
             self.cfg.set("worker_connections", 20000)
             self.cfg.set("timeout", 120)

@@ -3,7 +3,7 @@ import os
 
 bind = f"127.0.0.1:{os.environ.get('PORT', '5000')}" if os.environ.get("SB_BIND_LOCAL") else \
     f"0.0.0.0:{os.environ.get('PORT', '5000')}"
-worker_class = "gevent"
+worker_class = "api.edges.JsonErrorsWorker"  # gevent, with JSON error pages
 workers = int(os.environ.get("WEB_CONCURRENCY", "1"))
 worker_connections = 20000   # long-lived WebSocket/SSE connections, not requests
 timeout = 120

@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 import functools
+import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import jwt
 from flask import current_app, g, request
@@ -19,6 +20,7 @@ class Principal:
     id: str
     role: str
     name: str | None = None
+    exp: float = field(default=math.inf, compare=False)   # the token's expiry (epoch seconds)
 
     @property
     def is_staff(self) -> bool:
@@ -72,7 +74,7 @@ def decode_token(token: str, secret: str) -> Principal:
     if role not in ROLES:
         raise ApiError(401, "invalid_token", f"role must be one of {', '.join(ROLES)}")
     name = found.get("name")
-    return Principal(sub, role, name if isinstance(name, str) else None)
+    return Principal(sub, role, name if isinstance(name, str) else None, float(found["exp"]))
 
 
 def token_from_request(allow_query: bool = False) -> str | None:

@@ -16,6 +16,7 @@ from flask import Flask, request
 from pydantic import BaseModel, ValidationError
 
 from api.errors import ApiError
+from broadcast import jsontext
 
 
 def _validation_message(exc: ValidationError) -> tuple[str, list]:
@@ -33,10 +34,19 @@ def parse(model: type[BaseModel], data: Any) -> BaseModel:
         raise ApiError(400, "validation_error", message, details=details) from None
 
 
+def json_value(raw: bytes) -> Any:
+    """`raw` parsed strictly (PROTOCOL.md section 2: depth, lone surrogates); 400 otherwise."""
+    try:
+        return jsontext.loads(raw)
+    except jsontext.JsonRefused as exc:
+        raise ApiError(400, exc.code, exc.message) from None
+
+
 def json_body() -> Any:
-    data = request.get_json(silent=True)
-    if data is None:
-        raise ApiError(400, "invalid_json", "the body must be a JSON object")
+    """The request's JSON object; 400 otherwise."""
+    if not request.is_json:
+        raise ApiError(400, "invalid_json", "send a JSON object with Content-Type: application/json")
+    data = json_value(request.get_data(cache=True))
     if not isinstance(data, dict):
         raise ApiError(400, "invalid_json", "the body must be a JSON object")
     return data

@@ -4,7 +4,6 @@ Thin: parse, authorise, call actions.orders / actions.tracking.
 """
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from typing import Literal
 
@@ -15,7 +14,7 @@ from actions import orders, tracking
 from api.auth import require
 from api.errors import ApiError
 from api.ids import ID, check_id
-from api.openapi import body, responds
+from api.openapi import body, json_value, responds
 from api.stats import stats_section
 from models import Order
 from services import current_services
@@ -126,10 +125,7 @@ def carrier_webhook(carrier: str):
     if not tracking.verify_signature(adapter.webhook_secret, raw,
                                      request.headers.get("X-Switchboard-Signature")):
         raise ApiError(401, "invalid_signature", "the webhook signature does not match")
-    try:
-        payload = json.loads(raw)
-    except ValueError:
-        raise ApiError(400, "invalid_json", "the body must be a JSON object") from None
+    payload = json_value(raw)
     number = payload.get("tracking_number") if isinstance(payload, dict) else None
     if not isinstance(number, str) or not number:
         raise ApiError(400, "validation_error", "tracking_number is required")

@@ -43,6 +43,20 @@ def frame_parts(topic: str, event: str, ts: int, data: Any) -> tuple[str, str]:
     return prefix, suffix
 
 
+def utf8(text: str) -> bytes:
+    """`text` as UTF-8; a lone surrogate (nothing can encode it) as its JSON escape.
+
+    Input is refused with lone surrogates (broadcast/jsontext.py), so this is
+    for what might still hold one: the frame being written must never fail.
+    Only inside a JSON string can such a character stand, where the escape
+    backslashreplace writes (\\udXXX) is the same character in JSON.
+    """
+    try:
+        return text.encode()
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace")
+
+
 def ws_text_header(length: int) -> bytes:
     """RFC 6455 header of an unmasked, final text frame (server to client)."""
     if length < 126:
@@ -76,7 +90,7 @@ class Event:
     def ws_bytes(self) -> bytes:
         """The WebSocket frame, built once per event and written to every socket."""
         if self._ws is None:
-            payload = self.frame.encode()
+            payload = utf8(self.frame)
             self._ws = ws_text_header(len(payload)) + payload
         return self._ws
 

@@ -7,12 +7,15 @@ deduplicated by cursor: no gap, no duplicate.
 """
 from __future__ import annotations
 
+import math
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
 from broadcast.bus import Bus
 from broadcast.events import Event, cursor_key
+from broadcast.expiry import Deadlines
 
 
 class Connection:
@@ -20,10 +23,15 @@ class Connection:
 
     transport = "unknown"
 
-    def __init__(self, user: Any) -> None:
+    def __init__(self, user: Any, expires_at: float = math.inf) -> None:
         self.user = user
+        self.expires_at = expires_at   # the token's `exp`: nothing is delivered from then on
         self.positions: dict[str, tuple[int, int] | None] = {}
         self.held: dict[str, list[Event]] = {}
+
+    def expire(self) -> None:
+        """The token ran out: end the connection (4001 on WebSocket, the response elsewhere)."""
+        raise NotImplementedError
 
     def send_event(self, ev: Event) -> None:
         raise NotImplementedError
@@ -82,6 +90,7 @@ class Hub:
         self.connections: set[Connection] = set()
         self._lock = threading.RLock()
         self._on_delivered = on_delivered
+        self.deadlines = Deadlines()
         bus.attach(_Dispatcher(self))
 
     def dispatch(self, ev: Event) -> None:
@@ -90,10 +99,14 @@ class Hub:
             return
         # Offers never block (transports only queue or write without waiting),
         # so holding the lock here is cheap and keeps each topic's order.
+        now = time.time()
         with self._lock:
             targets = tuple(conns)
             for conn in targets:
-                conn.offer(ev)
+                if conn.expires_at <= now:
+                    conn.expire()
+                else:
+                    conn.offer(ev)
         if self._on_delivered is not None:
             self._on_delivered(ev, len(targets))
 
@@ -119,10 +132,14 @@ class Hub:
             conns = self.local.get(topic)
             if not conns:
                 continue
+            now = time.time()
             with self._lock:
                 targets = tuple(conns)
                 for conn in targets:
-                    conn.offer_many(topic, run)
+                    if conn.expires_at <= now:
+                        conn.expire()
+                    else:
+                        conn.offer_many(topic, run)
             if self._on_delivered is not None:
                 for ev in run:
                     self._on_delivered(ev, len(targets))
@@ -130,6 +147,13 @@ class Hub:
     def register(self, conn: Connection) -> None:
         with self._lock:
             self.connections.add(conn)
+        if conn.expires_at != math.inf:
+            self.deadlines.add(conn)
+
+    def extend(self, conn: Connection, expires_at: float) -> None:
+        """A refreshed token: `conn` now lives until `expires_at`."""
+        conn.expires_at = expires_at
+        self.deadlines.add(conn)
 
     def join(self, conn: Connection, topic: str, since: str | None, ack: AckFn | None) -> None:
         """Subscribe `conn` to `topic`, replaying what came after `since`.

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import threading
 from collections import deque
 
@@ -45,16 +46,25 @@ def reset_event(topic: str, cursor: str, ts: int) -> Event:
 
 
 class QueuedConnection(Connection):
-    def __init__(self, user, transport: str, limit: int) -> None:
-        super().__init__(user)
+    def __init__(self, user, transport: str, limit: int, expires_at: float = math.inf) -> None:
+        super().__init__(user, expires_at)
         self.transport = transport
         self.queue: deque[Event] = deque()
         self.limit = limit
         self.overflowed = False
+        self.expired = False
         self.cursors: dict[str, str] = {}
         self.wakeup = threading.Event()
 
+    def expire(self) -> None:
+        # The request's greenlet ends the response; what is queued is not sent.
+        self.expired = True
+        self.queue.clear()
+        self.wakeup.set()
+
     def send_event(self, ev: Event) -> None:
+        if self.expired:
+            return
         if len(self.queue) >= self.limit:
             # The client reconnects with its last cursor and is replayed from history.
             self.overflowed = True

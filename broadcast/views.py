@@ -11,11 +11,12 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, request, stream_with_context
 
-from api.auth import authenticate
+from api.auth import authenticate, decode_token
 from actions.errors import DomainError
 from api.errors import ApiError
 from broadcast.commands import CommandError, run_command
 from broadcast.events import BadCursor
+from broadcast.frames import FrameError, parse_op
 from broadcast.metrics import CLOSED, CONNECTIONS
 from broadcast.queued import BadStreamCursor, QueuedConnection, decode_cursor, encode_cursor, reset_event
 from broadcast.topics import TopicError, authorize, needs_lookup, parse_topic
@@ -126,7 +127,8 @@ def websocket():
     settings = services.settings
     conn = WebSocketConnection(me, sock, outbox_limit=settings.outbox_limit,
                                max_frame_bytes=settings.max_frame_bytes,
-                               rate=settings.client_rate, burst=settings.client_burst)
+                               rate=settings.client_rate, burst=settings.client_burst,
+                               expires_at=me.exp)
     services.hub.register(conn)
     CONNECTIONS.labels("ws").inc()
     try:
@@ -135,6 +137,12 @@ def websocket():
                 stack.enter_context(_Presence(services, me))
                 services.hub.join(conn, f"user:{me.id}", None, None)
             conn.serve(request.environ, _handle_frame)
+    except Exception:
+        if not conn.upgraded:
+            raise  # still HTTP: answered as any other request's error
+        # Past the 101 the socket speaks WebSocket: a 500 page must not be written into it.
+        log.exception("WebSocket connection of %s failed after the upgrade", me.id)
+        conn.fail()
     finally:
         services.hub.drop(conn)
         CONNECTIONS.labels("ws").dec()
@@ -157,15 +165,11 @@ def _fail(conn: WebSocketConnection, ref: Any, code: str, message: str) -> None:
 
 def _handle_frame(conn: WebSocketConnection, text: str) -> None:
     try:
-        msg = json.loads(text)
-    except ValueError:
-        _fail(conn, None, "invalid_json", "frames must be JSON objects")
+        op = parse_op(text)
+    except FrameError as exc:
+        _fail(conn, exc.ref, exc.code, exc.message)
         return
-    if not isinstance(msg, dict):
-        _fail(conn, None, "invalid_frame", "frames must be JSON objects")
-        return
-    ref = msg.get("ref")
-    op = msg.get("op")
+    ref = op.ref
 
     def ok(data: Any = None) -> None:
         if ref is not None:
@@ -173,33 +177,31 @@ def _handle_frame(conn: WebSocketConnection, text: str) -> None:
 
     services = current_services()
     try:
-        if op == "subscribe":
-            topic, since = msg.get("topic"), msg.get("since")
-            if since is not None and not isinstance(since, str):
-                raise CommandError("invalid_cursor", "since must be a cursor string")
+        if op.op == "subscribe":
+            topic = op.get("topic")
             if needs_lookup(conn.user, topic):
                 with services.session() as session:
                     authorize(session, conn.user, topic)
             else:
                 authorize(None, conn.user, topic)
-            services.hub.join(conn, topic, since,
+            services.hub.join(conn, topic, op.get("since"),
                               lambda recovered, cursor: ok({"recovered": recovered, "cursor": cursor}))
-        elif op == "unsubscribe":
-            topic = msg.get("topic")
+        elif op.op == "unsubscribe":
+            topic = op.get("topic")
             parse_topic(topic)
             if topic == f"user:{conn.user.id}":
                 raise CommandError("cannot_unsubscribe", "your own user topic stays subscribed")
             services.hub.leave(conn, topic)
             ok()
-        elif op == "emit":
-            ok(run_command(conn.user, msg.get("event"), msg.get("data")))
-        elif op == "ping":
+        elif op.op == "emit":
+            ok(run_command(conn.user, op.get("event"), op.get("data")))
+        elif op.op == "refresh":
+            ok({"exp": _refresh(services, conn, op.get("token"))})
+        elif op.op == "ping":
             if ref is not None:
                 ok({"ts": int(time.time() * 1000)})
             else:
                 conn.send({"event": "pong", "data": {"ts": int(time.time() * 1000)}})
-        else:
-            _fail(conn, ref, "unknown_op", f"unknown op {str(op)[:40]!r}")
     except (TopicError, CommandError) as exc:
         _fail(conn, ref, exc.code, exc.message)
     except BadCursor as exc:
@@ -207,8 +209,17 @@ def _handle_frame(conn: WebSocketConnection, text: str) -> None:
     except (ApiError, DomainError) as exc:
         _fail(conn, ref, exc.code, exc.message)
     except Exception:  # noqa: BLE001 - one bad command must not end the connection
-        log.exception("ws op %s failed", op)
+        log.exception("ws op %s failed", op.op)
         _fail(conn, ref, "internal_error", "internal error")
+
+
+def _refresh(services, conn: WebSocketConnection, token: str) -> int:
+    """Extend `conn` to the new token's `exp`: the same user in the same role only."""
+    new = decode_token(token, services.settings.jwt_secret)
+    if (new.id, new.role) != (conn.user.id, conn.user.role):
+        raise CommandError("token_mismatch", "a refresh token must be for the same sub and role")
+    services.hub.extend(conn, new.exp)
+    return int(new.exp)
 
 
 # Server-Sent Events
@@ -227,7 +238,7 @@ def events():
     except BadStreamCursor as exc:
         raise ApiError(400, "invalid_cursor", str(exc)) from None
     services = current_services()
-    conn = QueuedConnection(me, "sse", services.settings.outbox_limit)
+    conn = QueuedConnection(me, "sse", services.settings.outbox_limit, me.exp)
     services.hub.register(conn)
     try:
         _join_all(services, conn, topics, positions, resume=bool(last))
@@ -246,6 +257,10 @@ def events():
                     if not conn.wakeup.wait(heartbeat):
                         yield ": heartbeat\n\n"
                         continue
+                    if conn.expired:
+                        CLOSED.labels("token_expired").inc()
+                        yield ": token expired\n\n"
+                        return  # the client reconnects with a fresh token and Last-Event-ID
                     batch = conn.take()
                     if batch:
                         yield "".join(conn.sse_chunk(ev) for ev in batch)
@@ -292,7 +307,7 @@ def poll():
         now = {t: services.bus.latest(t) for t in topics}
         return Response(json.dumps({"events": [], "cursor": encode_cursor(now)}),
                         mimetype="application/json")
-    conn = QueuedConnection(me, "poll", services.settings.outbox_limit)
+    conn = QueuedConnection(me, "poll", services.settings.outbox_limit, me.exp)
     services.hub.register(conn)
     CONNECTIONS.labels("poll").inc()
     try:

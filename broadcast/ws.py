@@ -11,6 +11,7 @@ simple-websocket under gevent costs two of each: DESIGN.md's trap).
 from __future__ import annotations
 
 import logging
+import math
 import socket
 import time
 from collections import deque
@@ -20,9 +21,10 @@ from typing import Any
 import gevent
 import gevent.socket
 from wsproto import ConnectionType, WSConnection
-from wsproto.events import (BytesMessage, CloseConnection, Ping, Request, TextMessage)
+from wsproto.events import (AcceptConnection, BytesMessage, CloseConnection, Ping, Request,
+                             TextMessage)
 
-from broadcast.events import Event, dumps, ws_text_header
+from broadcast.events import Event, dumps, utf8, ws_text_header
 from broadcast.hub import Connection
 from broadcast.metrics import CLOSED
 from broadcast.ratelimit import TokenBucket
@@ -30,11 +32,13 @@ from broadcast.ratelimit import TokenBucket
 log = logging.getLogger(__name__)
 
 PING_FRAME = b"\x89\x00"
-_CLOSE_REASONS = {1013: "outbox_full", 1008: "flood", 1000: "normal"}
+_CLOSE_REASONS = {1013: "outbox_full", 1008: "flood", 1000: "normal", 1011: "server_error",
+                  4001: "token_expired"}
+TOKEN_EXPIRED = 4001
 
 
 def text_frame(obj: Any) -> bytes:
-    payload = dumps(obj).encode()
+    payload = utf8(dumps(obj))
     return ws_text_header(len(payload)) + payload
 
 
@@ -58,8 +62,9 @@ class WebSocketConnection(Connection):
     transport = "ws"
 
     def __init__(self, user: Any, sock: socket.socket, *, outbox_limit: int,
-                 max_frame_bytes: int, rate: float, burst: int) -> None:
-        super().__init__(user)
+                 max_frame_bytes: int, rate: float, burst: int,
+                 expires_at: float = math.inf) -> None:
+        super().__init__(user, expires_at)
         self.sock = sock
         # Plain gevent sockets only: under TLS the wrapper must do the writing.
         self.direct = type(sock) is gevent.socket.socket
@@ -71,6 +76,7 @@ class WebSocketConnection(Connection):
         # ping, an event of the user topic joined before serve) wait in the
         # outbox: nothing may reach the socket before the 101.
         self.flushing = True
+        self.upgraded = False
         self.closed = False
         self.last_seen = time.monotonic()
 
@@ -177,16 +183,38 @@ class WebSocketConnection(Connection):
 
     # reading
     def serve(self, environ: dict, on_text: Callable[["WebSocketConnection", str], None]) -> None:
-        """Finish the handshake, then read frames until the client goes away."""
+        """Finish the handshake, then read frames until the client goes away.
+
+        Never raises once the 101 is written: from then on the socket speaks
+        WebSocket, and an HTTP error response written into it would be read
+        as a frame (and the client's next frames as HTTP). A failure after
+        the upgrade closes the connection with 1011 instead.
+        """
         proto = WSConnection(ConnectionType.SERVER)
         headers = [(k[5:].replace("_", "-").lower().encode(), str(v).encode())
                    for k, v in environ.items() if k.startswith("HTTP_")]
         proto.initiate_upgrade_connection(headers, environ.get("PATH_INFO", "/ws"))
         for ev in proto.events():
             if isinstance(ev, Request):
-                from wsproto.events import AcceptConnection
                 self.sock.sendall(proto.send(AcceptConnection()))
-        self._flush()  # what was written before the handshake; then writes go straight out
+                self.upgraded = True
+        try:
+            self._flush()  # what was written before the handshake; then writes go straight out
+            self._read_frames(proto, on_text)
+        except Exception:  # noqa: BLE001 - see the docstring
+            log.exception("WebSocket connection failed after the upgrade")
+            self.fail()
+        self.closed = True
+
+    def expire(self) -> None:
+        self.close(TOKEN_EXPIRED, "token_expired")
+
+    def fail(self) -> None:
+        """Close with 1011 (server error), once what is queued has been written."""
+        self.close(1011, "internal error")
+
+    def _read_frames(self, proto: WSConnection,
+                     on_text: Callable[["WebSocketConnection", str], None]) -> None:
         parts: list[str] = []
         size = 0
         oversized = False
@@ -235,4 +263,3 @@ class WebSocketConnection(Connection):
                             pass
                     self.closed = True
                     break
-        self.closed = True
