@@ -130,11 +130,11 @@ def render(tpl: NotificationTemplate, data: dict[str, Any], user: dict[str, Any]
     variables = {**(data if isinstance(data, dict) else {}), "user": user, "count": count}
     title = render_one(tpl.title_template, variables)
     body = render_one(tpl.body_template, variables)
-    if title is None:
-        title = tpl.type.replace("_", " ").capitalize()
+    # Never an empty title: the inbox lists only rendered items, known by their title.
+    title = (title or "").strip()[:1000] or tpl.type.replace("_", " ").capitalize()
     if body is None:
         body = ""
-    out: dict[str, str | None] = {"title": title.strip()[:1000], "body": body.strip()}
+    out: dict[str, str | None] = {"title": title, "body": body.strip()}
     out["html"] = render_one(tpl.html_template, variables, as_html=True) if tpl.html_template else None
     out["action_url"] = (render_one(tpl.action_url, variables) or "").strip() or None
     out["icon_url"] = (render_one(tpl.icon_url, variables) or "").strip() or None
@@ -179,7 +179,14 @@ def item_json(n: Notification) -> dict[str, Any]:
 
 def inbox(session: Session, user_id: str, unread: bool | None = None, limit: int = 50,
           before: str | None = None) -> dict[str, Any]:
-    q = select(Notification).where(Notification.user_id == user_id)
+    """The user's rendered notifications, newest first.
+
+    An item is stored with an empty title and rendered by the `notifications`
+    queue moments later; until then it is not listed (nor counted), so nobody
+    sees an untitled item.
+    """
+    rendered = Notification.title != ""
+    q = select(Notification).where(Notification.user_id == user_id, rendered)
     if unread is True:
         q = q.where(Notification.read_at.is_(None))
     elif unread is False:
@@ -192,7 +199,7 @@ def inbox(session: Session, user_id: str, unread: bool | None = None, limit: int
     rows = session.scalars(q.order_by(Notification.created_at.desc(), Notification.id.desc())
                            .limit(limit)).all()
     unread_count = session.scalar(select(func.count()).select_from(Notification).where(
-        Notification.user_id == user_id, Notification.read_at.is_(None)))
+        Notification.user_id == user_id, rendered, Notification.read_at.is_(None)))
     return {"notifications": [item_json(n) for n in rows], "unread_count": unread_count}
 
 

@@ -6,6 +6,7 @@ import logging
 from flask import Flask, jsonify
 from werkzeug.exceptions import HTTPException
 
+import outages
 from actions.errors import DomainError
 
 log = logging.getLogger(__name__)
@@ -55,6 +56,15 @@ def register_error_handlers(app: Flask) -> None:
             if key.lower() not in ("content-type", "content-length"):
                 response.headers[key] = value
         return response
+
+    def _outage(exc: Exception):
+        name = outages.dependency_down(exc)
+        log.warning("%s unavailable: %s", name, exc)
+        return (jsonify(error_body("unavailable", outages.outage_message(name))), 503,
+                {"Retry-After": str(outages.RETRY_AFTER_SECONDS)})
+
+    for kind in outages.TYPES:
+        app.register_error_handler(kind, _outage)
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception):

@@ -47,7 +47,7 @@ def readyz():
 def metrics():
     """Prometheus metrics of this process."""
     from tasks.metrics import task_counts_text
-    return Response(generate_latest() + task_counts_text().encode(), mimetype=CONTENT_TYPE_LATEST)
+    return Response(generate_latest() + task_counts_text().encode(), content_type=CONTENT_TYPE_LATEST)
 
 
 @bp.get("/api/v1/openapi.json")

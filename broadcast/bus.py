@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from broadcast.events import BEFORE_FIRST, Event, cursor_key
+from broadcast.events import Event, make_cursor, new_epoch, parse_cursor, recoverable
 
 Listener = Callable[[Event], None]
 
@@ -37,17 +37,26 @@ class Bus(Protocol):
         """Publish several events, in order, as one call to the engine; their cursors."""
 
     def latest(self, topic: str) -> str:
-        """Cursor of the newest stored event, or "0-0" on a topic without any."""
+        """Cursor of the newest stored event, or "0-0:<epoch>" on a topic without any."""
 
-    def history(self, topic: str, since: str) -> tuple[list[Event], bool]:
-        """Stored events after `since`, oldest first, and whether that is all of them.
+    def history(self, topic: str, since: str, limit: int | None = None) -> tuple[list[Event], bool]:
+        """Stored events after `since`, oldest first (at most `limit`), and whether `since` is
+        still inside the topic's kept history.
 
-        False means events after `since` were already trimmed: the caller must
-        not replay a partial history.
+        False (with no events) means events after `since` were trimmed, or
+        `since` belongs to an epoch whose history is gone: the caller must not
+        replay a partial history. With `limit`, a full page means there may be
+        more: ask again from the last event's id.
         """
 
     def attach(self, listener: Listener) -> None:
-        """Deliver live events of listened topics to `listener` (the hub)."""
+        """Deliver live events of listened topics to `listener` (the hub).
+
+        `listener(event)` for one event, `listener.many(events)` (if it has it)
+        for several, and `listener.reset(topic, cursor)` when the engine finds
+        that a listened topic's history was lost while it was not listening
+        (Redis restarted): live delivery goes on from `cursor`.
+        """
 
     def listen(self, topic: str) -> None:
         """Start live delivery of `topic`; returns once it is active."""
@@ -71,11 +80,16 @@ class _Topic:
 
 
 class MemoryBus:
-    """The embedded engine: history in memory, live delivery by direct call."""
+    """The embedded engine: history in memory, live delivery by direct call.
+
+    The history lives as long as the process, so the process is its epoch: a
+    cursor from before a restart is never recovered.
+    """
 
     def __init__(self, min_events: int = 1000, min_seconds: int = 600) -> None:
         self.min_events = min_events
         self.min_ms = min_seconds * 1000
+        self.epoch = new_epoch()
         self._topics: dict[str, _Topic] = {}
         self._idem: dict[str, tuple[str, float]] = {}
         self._listeners: list[Listener] = []
@@ -98,7 +112,7 @@ class MemoryBus:
                 ms, seq = t.last
                 key = (now, 0) if now > ms else (ms, seq + 1)
                 t.last = key
-                ev = Event.build(topic, event, f"{key[0]}-{key[1]}", now, data)
+                ev = Event.build(topic, event, make_cursor(f"{key[0]}-{key[1]}", self.epoch), now, data)
                 t.events.append((ev, now))
                 self._trim(t, now)
                 if idempotency_key:
@@ -118,17 +132,26 @@ class MemoryBus:
 
     def latest(self, topic: str) -> str:
         t = self._topics.get(topic)
-        return f"{t.last[0]}-{t.last[1]}" if t and t.last != (0, 0) else BEFORE_FIRST
+        last = t.last if t else (0, 0)
+        return make_cursor(f"{last[0]}-{last[1]}", self.epoch)
 
-    def history(self, topic: str, since: str) -> tuple[list[Event], bool]:
-        since_key = cursor_key(since)
+    def history(self, topic: str, since: str, limit: int | None = None) -> tuple[list[Event], bool]:
+        since_key, _ = parse_cursor(since)
         with self._lock:
-            t = self._topics.get(topic)
-            if t is None:
-                return [], True
-            if since_key < t.max_deleted:
+            t = self._topics.get(topic) or _Topic()
+            if not recoverable(since, self.epoch, t.max_deleted):
                 return [], False
-            return [ev for ev, _ in t.events if ev.key > since_key], True
+            # Events are in key order: skip to the first one after `since`.
+            events = t.events
+            lo, hi = 0, len(events)
+            while lo < hi:
+                mid = (lo + hi) // 2
+                if events[mid][0].key <= since_key:
+                    lo = mid + 1
+                else:
+                    hi = mid
+            end = len(events) if limit is None else min(len(events), lo + limit)
+            return [events[i][0] for i in range(lo, end)], True
 
     def attach(self, listener: Listener) -> None:
         self._listeners.append(listener)

@@ -1,31 +1,72 @@
 """Events as they travel: cursors, the JSON frame (encoded once), wire forms.
 
 A cursor is the event's position in its topic, `"<ms>-<seq>"` like a Redis
-stream id, so both engines share one format and one ordering. `"0-0"` means
-"before the first event" and is valid as `since`.
+stream id, followed by the epoch of the topic's history it belongs to:
+`"1764000000000-0:5f0c2a9e"`. Both engines share one format and one ordering
+within an epoch. An epoch is a generation of the history: when a topic's
+history is lost (Redis restarted without persistence, a stream deleted, a
+process of the embedded mode restarted) the next one has a new epoch, and a
+cursor from another epoch is never answered as recovered (Centrifugo's
+offset + epoch). `"0-0:<epoch>"` means "before the first event".
 """
 from __future__ import annotations
 
 import json
 import re
+import secrets
 import struct
 from dataclasses import dataclass, field
 from typing import Any
 
+# Bare "0-0" is what a client may write for "from the start of what you keep";
+# every cursor the server issues names its epoch: "<ms>-<seq>:<epoch>".
 BEFORE_FIRST = "0-0"
-_CURSOR = re.compile(r"^\d{1,20}-\d{1,20}$")
+_CURSOR = re.compile(r"^(\d{1,20})-(\d{1,20})(?::([0-9a-z]{1,16}))?$")
 
 
 class BadCursor(ValueError):
     pass
 
 
+def parse_cursor(cursor: object) -> tuple[tuple[int, int], str | None]:
+    """(position, epoch) of a cursor; the epoch is None for a bare "<ms>-<seq>".
+
+    Raises BadCursor for anything malformed.
+    """
+    m = _CURSOR.match(cursor) if isinstance(cursor, str) else None
+    if m is None:
+        raise BadCursor(f"not a cursor: {str(cursor)[:80]!r}")
+    return (int(m.group(1)), int(m.group(2))), m.group(3)
+
+
 def cursor_key(cursor: str) -> tuple[int, int]:
-    """Sortable form of a cursor; raises BadCursor for anything malformed."""
-    if not isinstance(cursor, str) or not _CURSOR.match(cursor):
-        raise BadCursor(f"not a cursor: {cursor!r}")
-    ms, seq = cursor.split("-")
-    return int(ms), int(seq)
+    """Sortable position of a cursor within its epoch; raises BadCursor for anything malformed."""
+    return parse_cursor(cursor)[0]
+
+
+def make_cursor(position: str, epoch: str) -> str:
+    """The public cursor of stream position `position` ("<ms>-<seq>") in `epoch`."""
+    return f"{position}:{epoch}"
+
+
+def recoverable(since: str, epoch: str, trimmed_to: tuple[int, int]) -> bool:
+    """Whether every event of the topic after `since` is still kept.
+
+    `epoch` is the topic's current history and `trimmed_to` the newest
+    position trimmed from it. A cursor of another epoch is never recoverable:
+    the history it points into is gone, whatever positions the new one holds.
+    A bare "0-0" asks for the whole current history, kept only if nothing of
+    it was trimmed; any other bare cursor names no history at all.
+    """
+    key, since_epoch = parse_cursor(since)
+    if since_epoch is None:
+        return key == (0, 0) and trimmed_to == (0, 0)
+    return since_epoch == epoch and key >= trimmed_to
+
+
+def new_epoch() -> str:
+    """A history's generation id: new whenever a topic's history starts again."""
+    return secrets.token_hex(4)
 
 
 def dumps(value: Any) -> str:
@@ -75,6 +116,7 @@ class Event:
     id: str | None
     frame: str
     ts: int = 0
+    reset_to: tuple[int, int] | None = None   # `stream:reset`: where live delivery goes on from
     _key: tuple[int, int] | None = field(default=None, repr=False)
     _ws: bytes | None = field(default=None, repr=False)
 
@@ -102,3 +144,10 @@ class Event:
     def build(cls, topic: str, name: str, id: str | None, ts: int, data: Any) -> "Event":
         prefix, suffix = frame_parts(topic, name, ts, data)
         return cls(topic, name, id, prefix + (dumps(id) if id else "null") + suffix, ts)
+
+
+def reset_event(topic: str, cursor: str, ts: int) -> Event:
+    """`stream:reset`: the topic could not be recovered; live delivery goes on from `cursor`."""
+    ev = Event.build(topic, "stream:reset", None, ts, {"topic": topic, "cursor": cursor})
+    ev.reset_to = cursor_key(cursor)
+    return ev

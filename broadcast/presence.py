@@ -1,6 +1,7 @@
 """Who is online, counted over every connection of every web process.
 
-A user is online while at least one connection of theirs is open anywhere.
+A user is online while at least one connection of theirs is open anywhere,
+and holds at most a set number of connections across all processes.
 The Redis engine keeps a count per user and, per process, the part of it that
 process holds; a process refreshes its lease while it lives, and any process
 that finds an expired lease subtracts the dead process's counts, so a crashed
@@ -14,7 +15,11 @@ import uuid
 
 import redis
 
+# KEYS: counts, this process's hash, leases. ARGV: user, lease expiry, instance, limit.
+# Counted and capped in one step, so two processes admitting the same user
+# at once cannot both take the last slot.
 _CONNECT = """
+if tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0') >= tonumber(ARGV[4]) then return 0 end
 redis.call('HINCRBY', KEYS[2], ARGV[1], 1)
 redis.call('ZADD', KEYS[3], ARGV[2], ARGV[3])
 return redis.call('HINCRBY', KEYS[1], ARGV[1], 1)
@@ -67,11 +72,18 @@ class MemoryPresence:
         self.counts: dict[str, int] = {}
         self._lock = threading.Lock()
 
-    def connect(self, user_id: str) -> bool:
-        """Count a connection; True when the user just came online."""
+    def connect(self, user_id: str, limit: int) -> int:
+        """Count a connection of `user_id`, who may hold at most `limit` at once.
+
+        The user's open connections with this one (1: they just came online),
+        or 0 when they already hold `limit` and this one is not counted.
+        """
         with self._lock:
-            self.counts[user_id] = self.counts.get(user_id, 0) + 1
-            return self.counts[user_id] == 1
+            n = self.counts.get(user_id, 0)
+            if n >= limit:
+                return 0
+            self.counts[user_id] = n + 1
+            return n + 1
 
     def disconnect(self, user_id: str) -> bool:
         """Uncount a connection; True when the user just went offline."""
@@ -116,8 +128,9 @@ class RedisPresence:
     def _expiry(self) -> int:
         return int(time.time() * 1000) + self.ttl_ms
 
-    def connect(self, user_id: str) -> bool:
-        return int(self._connect(keys=self._keys(), args=[user_id, self._expiry(), self.instance])) == 1
+    def connect(self, user_id: str, limit: int) -> int:
+        return int(self._connect(keys=self._keys(),
+                                 args=[user_id, self._expiry(), self.instance, limit]))
 
     def disconnect(self, user_id: str) -> bool:
         return int(self._disconnect(keys=self._keys(), args=[user_id])) == 0

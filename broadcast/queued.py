@@ -13,7 +13,7 @@ import threading
 from collections import deque
 
 from broadcast.events import Event, cursor_key, dumps
-from broadcast.hub import Connection
+from broadcast.hub import Connection, Replay
 
 
 class BadStreamCursor(ValueError):
@@ -40,11 +40,6 @@ def decode_cursor(cursor: str) -> dict[str, str]:
         raise BadStreamCursor("not a cursor issued by this server") from None
 
 
-def reset_event(topic: str, cursor: str, ts: int) -> Event:
-    """`stream:reset`: the topic could not be recovered; live delivery goes on from `cursor`."""
-    return Event.build(topic, "stream:reset", None, ts, {"topic": topic, "cursor": cursor})
-
-
 class QueuedConnection(Connection):
     def __init__(self, user, transport: str, limit: int, expires_at: float = math.inf) -> None:
         super().__init__(user, expires_at)
@@ -54,6 +49,7 @@ class QueuedConnection(Connection):
         self.overflowed = False
         self.expired = False
         self.cursors: dict[str, str] = {}
+        self.replays: deque[Replay] = deque()
         self.wakeup = threading.Event()
 
     def expire(self) -> None:
@@ -72,6 +68,21 @@ class QueuedConnection(Connection):
             self.queue.append(ev)
         self.wakeup.set()
 
+    def send_replayed(self, events: list[Event]) -> None:
+        if events and not self.expired:
+            self.queue.extend(events)
+            self.wakeup.set()
+
+    def pace(self, replay: Replay) -> None:
+        # Stepped by the response's own greenlet, between its writes (`step_replay`).
+        self.replays.append(replay)
+        self.wakeup.set()
+
+    def step_replay(self) -> None:
+        """Queue the next page of the oldest replay still going."""
+        if self.replays and not self.replays[0].step():
+            self.replays.popleft()
+
     def take(self) -> list[Event]:
         self.wakeup.clear()
         events = list(self.queue)
@@ -82,17 +93,22 @@ class QueuedConnection(Connection):
         """Move the stream cursor past `ev` (or to a reset point)."""
         if ev.id is not None:
             self.cursors[ev.topic] = ev.id
-        elif ev.name == "stream:reset":
+        elif ev.reset_to is not None:
             self.cursors[ev.topic] = ev.data["cursor"]
 
     def sse_chunk(self, ev: Event) -> str:
         self.advance(ev)
-        if ev.id is None and ev.name != "stream:reset":
+        if ev.id is None and ev.reset_to is None:
             return f"event: {ev.name}\ndata: {ev.frame}\n\n"
         return f"id: {encode_cursor(self.cursors)}\nevent: {ev.name}\ndata: {ev.frame}\n\n"
 
     def poll_body(self, events: list[Event]) -> str:
+        """`{"events", "cursor", "reset"}`: a topic that could not be recovered is named in `reset`."""
+        reset: list[str] = []
         for ev in events:
             self.advance(ev)
-        return ('{"events":[' + ",".join(ev.frame for ev in events) + '],"cursor":'
-                + dumps(encode_cursor(self.cursors)) + "}")
+            if ev.reset_to is not None and ev.topic not in reset:
+                reset.append(ev.topic)
+        frames = ",".join(ev.frame for ev in events if ev.reset_to is None)
+        return ('{"events":[' + frames + '],"cursor":' + dumps(encode_cursor(self.cursors))
+                + ',"reset":' + dumps(reset) + "}")

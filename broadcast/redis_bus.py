@@ -15,13 +15,36 @@ from typing import Any
 import redis
 
 from broadcast.bus import Listener, Outgoing, now_ms
-from broadcast.events import BEFORE_FIRST, Event, cursor_key, frame_parts
+from broadcast.events import (BEFORE_FIRST, Event, cursor_key, frame_parts, make_cursor, new_epoch, parse_cursor,
+                              recoverable)
 
 log = logging.getLogger(__name__)
 
-# KEYS: stream, idempotency key ('' for none)
-# ARGV: channel, event, frame prefix, frame suffix, ephemeral, min events, min ms, now ms, idle ttl s
-_PUBLISH = """
+# The epoch of a topic's history (broadcast/events.py) lives in a hash beside
+# its stream: `e` the epoch, `u` set once an event was added under it. It is
+# made when missing, and made anew when its stream is gone after events were
+# added (deleted, or expired): a stream created again is another history. A
+# Redis restarted without persistence has neither, so every topic starts a
+# new epoch there. One snippet, for every script that reads or adds events.
+# ARGV of the caller: ..., candidate epoch, idle ttl s (named by the caller).
+_EPOCH = """
+local function epoch_of(stream, ekey, candidate, ttl)
+  local e = redis.call('HGET', ekey, 'e')
+  if e and (redis.call('EXISTS', stream) == 1 or not redis.call('HGET', ekey, 'u')) then
+    redis.call('EXPIRE', ekey, ttl)
+    return e
+  end
+  redis.call('DEL', ekey)
+  redis.call('HSET', ekey, 'e', candidate)
+  redis.call('EXPIRE', ekey, ttl)
+  return candidate
+end
+"""
+
+# KEYS: stream, idempotency key ('' for none), epoch hash
+# ARGV: channel, event, frame prefix, frame suffix, ephemeral, min events, min ms, now ms,
+#       idle ttl s, candidate epoch
+_PUBLISH = _EPOCH + """
 local idem = KEYS[2]
 if idem ~= '' then
   local first = redis.call('GET', idem)
@@ -31,7 +54,10 @@ if ARGV[5] == '1' then
   redis.call('PUBLISH', ARGV[1], '\\n' .. ARGV[2] .. '\\n' .. ARGV[8] .. '\\n' .. ARGV[3] .. 'null' .. ARGV[4])
   return false
 end
-local id = redis.call('XADD', KEYS[1], '*', 'e', ARGV[2], 'p', ARGV[3], 's', ARGV[4])
+local epoch = epoch_of(KEYS[1], KEYS[3], ARGV[10], ARGV[9])
+redis.call('HSET', KEYS[3], 'u', '1')
+local xid = redis.call('XADD', KEYS[1], '*', 'e', ARGV[2], 'p', ARGV[3], 's', ARGV[4])
+local id = xid .. ':' .. epoch
 redis.call('PUBLISH', ARGV[1], id .. '\\n' .. ARGV[2] .. '\\n' .. ARGV[8] .. '\\n' .. ARGV[3] .. '"' .. id .. '"' .. ARGV[4])
 local min = tonumber(ARGV[6])
 local n = redis.call('XLEN', KEYS[1])
@@ -49,7 +75,7 @@ if n > min and n % 64 == 0 then
   local cut = redis.call('XREVRANGE', KEYS[1], '(' .. minid, '-', 'COUNT', 1)
   if #cut > 0 then
     redis.call('XTRIM', KEYS[1], 'MINID', minid)
-    redis.call('XSETID', KEYS[1], id, 'MAXDELETEDID', cut[1][1])
+    redis.call('XSETID', KEYS[1], xid, 'MAXDELETEDID', cut[1][1])
   end
 end
 redis.call('EXPIRE', KEYS[1], ARGV[9])
@@ -57,22 +83,39 @@ if idem ~= '' then redis.call('SET', idem, id, 'EX', 300) end
 return id
 """
 
-# KEYS: stream. ARGV: exclusive start ('(' .. since) or '-'.
-# Returns {exists, max deleted id, entries}; atomic, so the trim point and
-# the entries agree.
-_HISTORY = """
-if redis.call('EXISTS', KEYS[1]) == 0 then return {0, '0-0', {}} end
+# KEYS: stream, epoch hash. ARGV: exclusive start ('(' .. id) or '-', count (0 = all),
+# candidate epoch, idle ttl s. Returns {epoch, max deleted id, entries}; atomic, so
+# the epoch, the trim point and the entries agree.
+_HISTORY = _EPOCH + """
+local epoch = epoch_of(KEYS[1], KEYS[2], ARGV[3], ARGV[4])
+if redis.call('EXISTS', KEYS[1]) == 0 then return {epoch, '0-0', {}} end
 local info = redis.call('XINFO', 'STREAM', KEYS[1])
 local maxdel = '0-0'
 for i = 1, #info, 2 do
   if info[i] == 'max-deleted-entry-id' then maxdel = info[i + 1] end
 end
-return {1, maxdel, redis.call('XRANGE', KEYS[1], ARGV[1], '+')}
+if tonumber(ARGV[2]) > 0 then
+  return {epoch, maxdel, redis.call('XRANGE', KEYS[1], ARGV[1], '+', 'COUNT', ARGV[2])}
+end
+return {epoch, maxdel, redis.call('XRANGE', KEYS[1], ARGV[1], '+')}
+"""
+
+# KEYS: stream, epoch hash. ARGV: candidate epoch, idle ttl s. Returns {epoch, newest id}.
+_LATEST = _EPOCH + """
+local epoch = epoch_of(KEYS[1], KEYS[2], ARGV[1], ARGV[2])
+local newest = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
+if #newest == 0 then return {epoch, '0-0'} end
+return {epoch, newest[1][1]}
 """
 
 
 # Live events handed to the hub together at most (those already read from the socket).
 _BATCH = 64
+# Events a reconnected listener reads from a stream at once.
+_REPLAY_PAGE = 1000
+# A topic with no event seen yet is replayed from this long before it was first
+# listened (by Redis's clock, which stream ids are made of: see `_redis_now_ms`).
+_LISTEN_MARGIN_MS = 100
 
 
 def _text(value: Any) -> str:
@@ -95,9 +138,12 @@ class RedisBus:
         self.idle_ttl = idle_ttl
         self._publish = self.redis.register_script(_PUBLISH)
         self._history = self.redis.register_script(_HISTORY)
+        self._latest = self.redis.register_script(_LATEST)
         self._listeners: list[Listener] = []
         self._wanted: dict[str, threading.Event] = {}   # topic -> subscribed
         self._last: dict[str, str] = {}                  # topic -> newest id seen live
+        self._listened_ms: dict[str, int] = {}           # topic -> when it was first wanted
+        self._clock_offset_ms = 0                        # Redis's clock - ours, at the last connect
         self._pubsub: redis.client.PubSub | None = None
         self._write = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -109,6 +155,9 @@ class RedisBus:
 
     def _channel(self, topic: str) -> str:
         return f"{self.prefix}t:{topic}"
+
+    def _epoch_key(self, topic: str) -> str:
+        return f"{self.prefix}e:{topic}"
 
     # publishing (any process, including Celery workers)
     def publish(self, topic: str, event: str, data: Any, *, ephemeral: bool = False,
@@ -141,9 +190,9 @@ class RedisBus:
         ts = now_ms()
         prefix, suffix = frame_parts(e.topic, e.event, ts, e.data)
         idem = f"{self.prefix}i:{e.idempotency_key}" if e.idempotency_key else ""
-        return ([self._stream(e.topic), idem],
+        return ([self._stream(e.topic), idem, self._epoch_key(e.topic)],
                 [self._channel(e.topic), e.event, prefix, suffix, "1" if e.ephemeral else "0",
-                 self.min_events, self.min_ms, ts, self.idle_ttl])
+                 self.min_events, self.min_ms, ts, self.idle_ttl, new_epoch()])
 
     def _run_publish(self, e: Outgoing) -> str | None:
         keys, args = self._script_input(e)
@@ -151,24 +200,37 @@ class RedisBus:
         return _text(result) if result else None
 
     def latest(self, topic: str) -> str:
-        newest = self.redis.xrevrange(self._stream(topic), count=1)
-        return _text(newest[0][0]) if newest else BEFORE_FIRST
+        epoch, newest = self._latest(keys=[self._stream(topic), self._epoch_key(topic)],
+                                     args=[new_epoch(), self.idle_ttl])
+        return make_cursor(_text(newest), _text(epoch))
 
-    def history(self, topic: str, since: str) -> tuple[list[Event], bool]:
-        since_key = cursor_key(since)
-        start = "-" if since == BEFORE_FIRST else "(" + since
-        exists, maxdel, entries = self._history(keys=[self._stream(topic)], args=[start])
-        if not exists:
-            # Never published, or expired / lost with Redis: only "before the first" is whole.
-            return [], since_key == (0, 0)
-        if since_key < cursor_key(_text(maxdel)):
+    def history(self, topic: str, since: str, limit: int | None = None) -> tuple[list[Event], bool]:
+        since_key, _ = parse_cursor(since)
+        epoch, entries, recovered = self._read(topic, since_key, limit, since)
+        if not recovered:
             return [], False
+        return self._events(topic, epoch, entries), True
+
+    def _read(self, topic: str, after: tuple[int, int], limit: int | None,
+              since: str | None) -> tuple[str, list, bool]:
+        """The topic's epoch and stored entries after position `after`, and whether `since`
+        (when given) is recoverable against what the script saw, in the same step."""
+        start = "-" if after == (0, 0) else f"({after[0]}-{after[1]}"
+        epoch, maxdel, entries = self._history(
+            keys=[self._stream(topic), self._epoch_key(topic)],
+            args=[start, limit or 0, new_epoch(), self.idle_ttl])
+        epoch = _text(epoch)
+        recovered = since is None or recoverable(since, epoch, cursor_key(_text(maxdel)))
+        return epoch, entries, recovered
+
+    @staticmethod
+    def _events(topic: str, epoch: str, entries: list) -> list[Event]:
         events = []
         for raw_id, fields in entries:
             values = {_text(fields[i]): _text(fields[i + 1]) for i in range(0, len(fields), 2)}
-            eid = _text(raw_id)
+            eid = make_cursor(_text(raw_id), epoch)
             events.append(Event(topic, values["e"], eid, values["p"] + '"' + eid + '"' + values["s"]))
-        return events, True
+        return events
 
     # live delivery (web processes)
     def attach(self, listener: Listener) -> None:
@@ -184,6 +246,7 @@ class RedisBus:
                 ready = self._wanted.get(topic)
                 if ready is None:
                     ready = self._wanted[topic] = threading.Event()
+                    self._listened_ms.setdefault(topic, self._redis_now_ms())
                     if self._pubsub is not None and self._pubsub.connection is not None:
                         self._pubsub.subscribe(self._channel(topic))
         if not ready.wait(timeout):
@@ -194,6 +257,7 @@ class RedisBus:
             if self._wanted.pop(topic, None) is None:
                 return
             self._last.pop(topic, None)
+            self._listened_ms.pop(topic, None)
             if self._pubsub is not None and self._pubsub.connection is not None:
                 try:
                     self._pubsub.unsubscribe(self._channel(topic))
@@ -211,6 +275,8 @@ class RedisBus:
                         ready.clear()
                     pubsub.subscribe(control, *[self._channel(t) for t in self._wanted])
                     self._pubsub = pubsub
+                seconds, micros = self.redis.time()
+                self._clock_offset_ms = seconds * 1000 + micros // 1000 - now_ms()
                 self._replay_missed()
                 backoff = 0.1
                 for message in pubsub.listen():
@@ -242,15 +308,44 @@ class RedisBus:
                 except Exception:  # noqa: BLE001
                     pass
 
+    def _redis_now_ms(self) -> int:
+        return now_ms() + self._clock_offset_ms
+
     def _replay_missed(self) -> None:
-        """After a reconnect, fetch from the streams what pub/sub dropped meanwhile."""
-        for topic, last in list(self._last.items()):
-            try:
-                events, _recovered = self.history(topic, last)
-            except redis.RedisError:
+        """After a reconnect, fetch from the streams what pub/sub dropped meanwhile.
+
+        A topic with an event seen resumes after it, if its history still
+        holds it. When it does not (Redis restarted empty: another epoch) the
+        listeners are told with `reset`, which tells their connections, and the
+        new history is replayed from its start. A topic with no event seen yet
+        replays what its history holds from shortly before it was listened.
+        """
+        for topic in list(self._wanted):
+            last = self._last.get(topic)
+            if last is not None:
+                self._replay_topic(topic, cursor_key(last), last)
+            else:
+                start = max(0, self._listened_ms.get(topic, 0) - _LISTEN_MARGIN_MS)
+                self._replay_topic(topic, (start, 0), None)
+
+    def _replay_topic(self, topic: str, after: tuple[int, int], since: str | None) -> None:
+        while True:
+            epoch, entries, recovered = self._read(topic, after, _REPLAY_PAGE, since)
+            if not recovered:
+                start = make_cursor(BEFORE_FIRST, epoch)
+                self._last[topic] = start
+                for listener in self._listeners:
+                    reset = getattr(listener, "reset", None)
+                    if reset is not None:
+                        reset(topic, start)
+                after, since = (0, 0), start
                 continue
-            for ev in events:
-                self._deliver(ev)
+            events = self._events(topic, epoch, entries)
+            if events:
+                self._deliver_many(events)
+            if len(events) < _REPLAY_PAGE:
+                return
+            after, since = events[-1].key, events[-1].id
 
     def _on_message(self, message: dict) -> Event | None:
         """A live event from a pub/sub message; None for anything else."""

@@ -11,14 +11,15 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, request, stream_with_context
 
+import outages
 from api.auth import authenticate, decode_token
 from actions.errors import DomainError
 from api.errors import ApiError
 from broadcast.commands import CommandError, run_command
-from broadcast.events import BadCursor
+from broadcast.events import BadCursor, reset_event
 from broadcast.frames import FrameError, parse_op
 from broadcast.metrics import CLOSED, CONNECTIONS
-from broadcast.queued import BadStreamCursor, QueuedConnection, decode_cursor, encode_cursor, reset_event
+from broadcast.queued import BadStreamCursor, QueuedConnection, decode_cursor, encode_cursor
 from broadcast.topics import TopicError, authorize, needs_lookup, parse_topic
 from broadcast.ws import WebSocketConnection, raw_socket
 from services import current_services
@@ -83,24 +84,27 @@ def _admitted(settings):
         _setups.release()
 
 
-def check_connection_cap(services, me) -> None:
-    """At most `max_connections_per_user` WebSocket/SSE connections per user in this process."""
-    if _open_per_user[me.id] >= services.settings.max_connections_per_user:
-        raise ApiError(429, "too_many_connections",
-                       f"at most {services.settings.max_connections_per_user} open connections per user",
-                       headers={"Retry-After": "5"})
-
-
 class _Presence:
-    """Counts a connection (presence, per-user cap) for as long as it is open."""
+    """Counts a WebSocket or SSE connection for as long as it is open.
+
+    The count is the presence store's, over every web process, so it is also
+    where the per-user cap is kept: a user holding `max_connections_per_user`
+    anywhere gets 429 here, whichever process they reach.
+    """
 
     def __init__(self, services, me) -> None:
         self.services, self.me = services, me
 
     def __enter__(self):
+        limit = self.services.settings.max_connections_per_user
+        held = self.services.presence.connect(self.me.id, limit)
+        if not held:
+            raise ApiError(429, "too_many_connections",
+                           f"at most {limit} open connections per user", headers={"Retry-After": "5"})
         _open_per_user[self.me.id] += 1
-        if self.services.presence.connect(self.me.id):
+        if held == 1:
             self.services.announce(self.me.id, True)
+        return self
 
     def __exit__(self, *exc):
         _open_per_user[self.me.id] -= 1
@@ -120,7 +124,6 @@ def websocket():
     if request.headers.get("Upgrade", "").lower() != "websocket":
         raise ApiError(400, "websocket_expected", "this endpoint speaks WebSocket only")
     services = current_services()
-    check_connection_cap(services, me)
     sock = raw_socket(request.environ)
     if sock is None or "gunicorn.socket" not in request.environ:
         raise ApiError(501, "websocket_unsupported", "run under gunicorn (make run / make up)")
@@ -208,6 +211,10 @@ def _handle_frame(conn: WebSocketConnection, text: str) -> None:
         _fail(conn, ref, "invalid_cursor", str(exc))
     except (ApiError, DomainError) as exc:
         _fail(conn, ref, exc.code, exc.message)
+    except outages.TYPES as exc:
+        name = outages.dependency_down(exc)
+        log.warning("ws op %s: %s unavailable: %s", op.op, name, exc)
+        _fail(conn, ref, "unavailable", outages.outage_message(name))
     except Exception:  # noqa: BLE001 - one bad command must not end the connection
         log.exception("ws op %s failed", op.op)
         _fail(conn, ref, "internal_error", "internal error")
@@ -229,7 +236,6 @@ def events():
     """Server-Sent Events for ?topics=a,b; resumes from Last-Event-ID."""
     check_origin()
     me = authenticate(allow_query=True, realtime=True)
-    check_connection_cap(current_services(), me)
     topics = _topics_arg()
     _authorize_all(me, topics)
     last = request.headers.get("Last-Event-ID") or request.args.get("last_event_id")
@@ -239,40 +245,47 @@ def events():
         raise ApiError(400, "invalid_cursor", str(exc)) from None
     services = current_services()
     conn = QueuedConnection(me, "sse", services.settings.outbox_limit, me.exp)
+    presence = _Presence(services, me).__enter__()   # 429 here, before the stream starts
     services.hub.register(conn)
+    CONNECTIONS.labels("sse").inc()
+
+    def close() -> None:
+        services.hub.drop(conn)
+        CONNECTIONS.labels("sse").dec()
+        presence.__exit__(None, None, None)
+
     try:
         _join_all(services, conn, topics, positions, resume=bool(last))
     except BaseException:
-        services.hub.drop(conn)
+        close()
         raise
     heartbeat = services.settings.heartbeat_seconds
 
     def stream():
-        CONNECTIONS.labels("sse").inc()
-        try:
-            with _Presence(services, me):
-                # A first chunk at once, so proxies and browsers see the stream open.
-                yield ": open\nretry: 2000\n\n"
-                while True:
-                    if not conn.wakeup.wait(heartbeat):
-                        yield ": heartbeat\n\n"
-                        continue
-                    if conn.expired:
-                        CLOSED.labels("token_expired").inc()
-                        yield ": token expired\n\n"
-                        return  # the client reconnects with a fresh token and Last-Event-ID
-                    batch = conn.take()
-                    if batch:
-                        yield "".join(conn.sse_chunk(ev) for ev in batch)
-                    if conn.overflowed:
-                        CLOSED.labels("sse_overflow").inc()
-                        return  # the browser reconnects with Last-Event-ID
-        finally:
-            services.hub.drop(conn)
-            CONNECTIONS.labels("sse").dec()
+        # A first chunk at once, so proxies and browsers see the stream open.
+        yield ": open\nretry: 2000\n\n"
+        while True:
+            if conn.replays:
+                conn.step_replay()   # paced: the next page once the last chunk was written
+            elif not conn.wakeup.wait(heartbeat):
+                yield ": heartbeat\n\n"
+                continue
+            if conn.expired:
+                CLOSED.labels("token_expired").inc()
+                yield ": token expired\n\n"
+                return  # the client reconnects with a fresh token and Last-Event-ID
+            batch = conn.take()
+            if batch:
+                yield "".join(conn.sse_chunk(ev) for ev in batch)
+            if conn.overflowed:
+                CLOSED.labels("sse_overflow").inc()
+                return  # the browser reconnects with Last-Event-ID
 
-    return Response(stream_with_context(stream()), mimetype="text/event-stream",
-                    headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    response = Response(stream_with_context(stream()), mimetype="text/event-stream",
+                        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    # Called when the server is done with the response, however it ended.
+    response.call_on_close(close)
+    return response
 
 
 def _join_all(services, conn: QueuedConnection, topics: list[str], positions: dict[str, str],
@@ -280,8 +293,9 @@ def _join_all(services, conn: QueuedConnection, topics: list[str], positions: di
     for topic in topics:
         since = positions.get(topic)
 
-        def ack(recovered: bool, cursor: str, topic: str = topic) -> None:
-            conn.cursors[topic] = cursor
+        def ack(recovered: bool, cursor: str, topic: str = topic, since: str | None = since) -> None:
+            # A replay moves the stream cursor on event by event, from `since`.
+            conn.cursors[topic] = since if recovered and since else cursor
             if resume and not recovered:
                 conn.send_event(reset_event(topic, cursor, int(time.time() * 1000)))
 
@@ -305,14 +319,16 @@ def poll():
         raise ApiError(400, "invalid_cursor", str(exc)) from None
     if not cursor:
         now = {t: services.bus.latest(t) for t in topics}
-        return Response(json.dumps({"events": [], "cursor": encode_cursor(now)}),
+        return Response(json.dumps({"events": [], "cursor": encode_cursor(now), "reset": []}),
                         mimetype="application/json")
     conn = QueuedConnection(me, "poll", services.settings.outbox_limit, me.exp)
     services.hub.register(conn)
     CONNECTIONS.labels("poll").inc()
     try:
         _join_all(services, conn, topics, positions, resume=True)
-        if not conn.queue:
+        # A replay longer than a page answers with its first page at once: the
+        # next poll, from the cursor this one returns, reads on.
+        if not conn.queue and not conn.replays:
             conn.wakeup.wait(services.settings.poll_timeout_seconds)
         body = conn.poll_body(conn.take())
     finally:

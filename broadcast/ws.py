@@ -19,13 +19,14 @@ from collections.abc import Callable
 from typing import Any
 
 import gevent
+import gevent.event
 import gevent.socket
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import (AcceptConnection, BytesMessage, CloseConnection, Ping, Request,
                              TextMessage)
 
 from broadcast.events import Event, dumps, utf8, ws_text_header
-from broadcast.hub import Connection
+from broadcast.hub import Connection, Replay
 from broadcast.metrics import CLOSED
 from broadcast.ratelimit import TokenBucket
 
@@ -76,6 +77,7 @@ class WebSocketConnection(Connection):
         # ping, an event of the user topic joined before serve) wait in the
         # outbox: nothing may reach the socket before the 101.
         self.flushing = True
+        self._drained: gevent.event.Event | None = None   # made by a paced replay only
         self.upgraded = False
         self.closed = False
         self.last_seen = time.monotonic()
@@ -109,15 +111,36 @@ class WebSocketConnection(Connection):
                     self.write(frame)
             start = end
 
+    def send_replayed(self, events: list[Event]) -> None:
+        # One chunk for the page: a replay is paced (`pace`), not bounded by the outbox.
+        if events:
+            self.write(b"".join(ev.ws_bytes for ev in events), bounded=False)
+
+    def pace(self, replay: Replay) -> None:
+        gevent.spawn(self._pace, replay)
+
+    def _pace(self, replay: Replay) -> None:
+        """Read the replay on, a page each time the client has taken what was written."""
+        try:
+            while not self.closed and replay.step():
+                while self.flushing and not self.closed:
+                    if self._drained is None:
+                        self._drained = gevent.event.Event()
+                    self._drained.clear()
+                    self._drained.wait(5.0)
+        except Exception:  # noqa: BLE001 - a failed replay ends this connection, not the process
+            log.exception("replay of %s failed", replay.topic)
+            self.fail()
+
     def send(self, obj: Any) -> None:
         self.write(text_frame(obj))
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes, bounded: bool = True) -> None:
         """Queue or write `data` without ever waiting: the hub calls this for every subscriber."""
         if self.closed:
             return
         if self.flushing:
-            if len(self.outbox) >= self.outbox_limit:
+            if bounded and len(self.outbox) >= self.outbox_limit:
                 self.close(1013, "outbox full, resume with since")
                 return
             self.outbox.append(memoryview(data))
@@ -155,6 +178,8 @@ class WebSocketConnection(Connection):
             self._abort()
         finally:
             self.flushing = False
+            if self._drained is not None:
+                self._drained.set()
 
     def close(self, code: int, reason: str = "") -> None:
         """Send a close frame after what is being written, then end the connection."""

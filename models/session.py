@@ -2,19 +2,29 @@
 
 `publish(...)` and `enqueue(...)` made inside a transaction are queued on the
 session and run only once it commits; a rollback drops them (warehouse,
-Zulip). Domain code calls `after_commit(session, fn, *args)`.
+Zulip). Domain code calls `after_commit(session, fn, *args)`. Each effect runs
+on its own: one that raises is logged and counted in /metrics
+(`switchboard_after_commit_failures_total`), and the rest still run.
 """
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from prometheus_client import Counter
 from sqlalchemy import create_engine, event
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
+
+log = logging.getLogger(__name__)
+
+AFTER_COMMIT_FAILURES = Counter("switchboard_after_commit_failures_total",
+                                "Effects run after a commit that raised (logged, others still ran)",
+                                ["effect"])
 
 _PENDING = "switchboard_after_commit"
 _BATCHES = "switchboard_after_commit_batches"
@@ -99,7 +109,16 @@ def _run_after_commit(session: Session) -> None:
     session.info.pop(_BATCHES, None)
     pending = session.info.pop(_PENDING, [])
     for fn, args, kwargs in pending:
-        fn(*args, **kwargs)
+        # The commit has happened: the caller gets its committed result whatever
+        # an effect does, and one failing effect (Redis or the broker away)
+        # must not keep the others from running. A raise here would also leave
+        # the session half-committed (InvalidRequestError on its next use).
+        try:
+            fn(*args, **kwargs)
+        except Exception:  # noqa: BLE001 - see above; counted and logged
+            name = getattr(fn, "__qualname__", repr(fn))
+            AFTER_COMMIT_FAILURES.labels(name).inc()
+            log.exception("after-commit effect %s failed", name)
 
 
 @event.listens_for(Session, "after_rollback")

@@ -24,6 +24,7 @@
   'use strict';
 
   var TRANSPORTS = ['websocket', 'sse', 'poll'];
+  var TOKEN_EXPIRED = 4001;   // the server's close code at the token's exp
 
   // Event names of PROTOCOL.md; over SSE only named listeners see events (see _openSse).
   var EVENT_NAMES = ['stream:reset', 'message:receive', 'message:delivered', 'message:read',
@@ -34,12 +35,12 @@
   // Names that are the EventSource's own (or onmessage's): never frame listeners.
   var SSE_SKIP = {'*': 1, error: 1, open: 1, message: 1, state: 1, reset: 1, disconnect: 1, retry: 1, fallback: 1};
 
-  // ---- cursors: "<ms>-<seq>", compared numerically per part ----------------
+  // ---- cursors: "<ms>-<seq>:<epoch>", compared numerically within an epoch ----
 
   function parseCursor(id) {
     if (typeof id !== 'string') return null;
-    var m = /^(\d+)-(\d+)$/.exec(id);
-    return m ? [m[1], m[2]] : null;
+    var m = /^(\d+)-(\d+)(?::([0-9a-z]+))?$/.exec(id);
+    return m ? [m[1], m[2], m[3] || null] : null;
   }
 
   function cmpDigits(a, b) {
@@ -50,10 +51,12 @@
     return a < b ? -1 : a > b ? 1 : 0;
   }
 
-  /** -1, 0 or 1; null when either side is not a cursor. */
+  /** -1, 0 or 1; null when either side is not a cursor, or they are of different epochs
+   *  (positions of two histories do not compare: the server starts a new one when the
+   *  old one was lost, and says so with a reset). */
   function compareCursors(a, b) {
     var pa = parseCursor(a), pb = parseCursor(b);
-    if (!pa || !pb) return null;
+    if (!pa || !pb || pa[2] !== pb[2]) return null;
     return cmpDigits(pa[0], pb[0]) || cmpDigits(pa[1], pb[1]);
   }
 
@@ -121,13 +124,18 @@
     }
   }
 
-  function tokenSubject(token) {
+  function tokenClaims(token) {
     try {
       var claims = JSON.parse(base64urlDecode(String(token).split('.')[1]));
-      return typeof claims.sub === 'string' ? claims.sub : null;
+      return claims && typeof claims === 'object' ? claims : null;
     } catch (e) {
       return null;
     }
+  }
+
+  function tokenSubject(token) {
+    var claims = tokenClaims(token);
+    return claims && typeof claims.sub === 'string' ? claims.sub : null;
   }
 
   function makeError(code, message, extra) {
@@ -157,6 +165,9 @@
    *   stableAfter      ms a connection must stay open to reset the backoff (5000)
    *   pingInterval, pingTimeout  WebSocket liveness (ms; 0 disables)
    *   pollTimeout      ms before a long poll is abandoned (35000)
+   *   refreshLead      ms before the token's exp to get a new one from getToken (30000,
+   *                    at most a tenth of what is left): sent as {op: 'refresh'} over
+   *                    WebSocket, the stream reopened (and resumed) over SSE and polling
    *   autoConnect      default true
    *   autoUserTopic    over SSE/poll also follow user:<sub of the token> as the
    *                    WebSocket does by itself (default true)
@@ -201,6 +212,8 @@
     this.pingInterval = o.pingInterval != null ? o.pingInterval : 25000;
     this.pingTimeout = o.pingTimeout != null ? o.pingTimeout : 10000;
     this.pollTimeout = o.pollTimeout || 35000;
+    this.refreshLead = o.refreshLead != null ? o.refreshLead : 30000;
+    this._now = o.now || function () { return Date.now(); };
     this.autoUserTopic = o.autoUserTopic !== false;
 
     this.state = 'closed';
@@ -294,8 +307,8 @@
     }
     if (name === 'pong') return;
     if (topic && frame.id != null) {
-      var last = this.cursors[topic];
-      if (last != null && compareCursors(frame.id, last) !== 1) return;  // duplicate
+      var last = this.cursors[topic], order = last == null ? null : compareCursors(frame.id, last);
+      if (order === 0 || order === -1) return;  // duplicate (another epoch is a new history)
       this.cursors[topic] = frame.id;
       if (this._topics.indexOf(topic) < 0 && this._autoTopics.indexOf(topic) < 0 && /^user:/.test(topic)) {
         this._autoTopics.push(topic);
@@ -417,16 +430,17 @@
     this._clearTimeout(this._timers.stable);
     this._clearTimeout(this._timers.ping);
     this._clearTimeout(this._timers.pingWait);
+    this._clearTimeout(this._timers.refresh);
     if (!c) return;
     try { c.close(); } catch (e) { /* already gone */ }
   };
 
-  proto._open = function () {
+  proto._open = function (freshToken) {
     var self = this, gen = ++this._gen;
     this._setState(this._wasOpen ? 'reconnecting' : 'connecting');
     var tok;
     try {
-      tok = this.options.getToken ? this.options.getToken() : this.options.token;
+      tok = freshToken || (this.options.getToken ? this.options.getToken() : this.options.token);
     } catch (e) {
       tok = Promise.reject(e);
     }
@@ -453,10 +467,44 @@
     this._wasOpen = true;
     this._timer('stable', this.stableAfter, function () { self._attempt = 0; });
     this._setState('open');
+    this._scheduleRefresh(gen);
   };
 
-  /** The connection failed or was lost: maybe fall back, then reconnect after a backoff. */
-  proto._failed = function (gen, opened) {
+  /** A connection lives no longer than its token: get the next one before `exp`. */
+  proto._scheduleRefresh = function (gen) {
+    var claims = tokenClaims(this._token);
+    if (!this.options.getToken || !claims || typeof claims.exp !== 'number') return;
+    var left = claims.exp * 1000 - this._now();
+    var lead = Math.min(this.refreshLead, Math.max(1000, left / 10));
+    var self = this;
+    this._timer('refresh', Math.max(0, left - lead), function () { self._refreshToken(gen); });
+  };
+
+  proto._refreshToken = function (gen) {
+    var self = this;
+    Promise.resolve().then(function () { return self.options.getToken(); }).then(function (token) {
+      if (gen !== self._gen || self._closedByUser || !token) return null;
+      if (self.transports[self._ti] !== 'websocket') {
+        // SSE and polling carry the token in their URL: reopen with the new one, resuming.
+        self._teardown();
+        self._open(token);
+        return null;
+      }
+      return self._request({op: 'refresh', token: token}, 10000).then(function (data) {
+        if (gen !== self._gen) return;
+        self._token = token;
+        self._fire('refresh', {transport: 'websocket', exp: data && data.exp});
+        self._scheduleRefresh(gen);
+      });
+    }).catch(function (err) {
+      // The server closes with 4001 at exp; the reconnect asks getToken again.
+      if (gen === self._gen) self._fire('error', makeError('refresh_failed', 'token refresh failed: ' + (err && err.message), {cause: err}));
+    });
+  };
+
+  /** The connection failed or was lost: maybe fall back, then reconnect after a backoff.
+   *  `expired`: closed because its token ran out (4001), reconnected at once with a new one. */
+  proto._failed = function (gen, opened, expired) {
     if (gen !== this._gen || this._closedByUser) return;
     this._teardown();
     this._failPending(makeError('disconnected', 'the connection was lost'), true);
@@ -474,7 +522,7 @@
       }
     }
     var exp = Math.min(this.backoffMax, this.backoffBase * Math.pow(2, this._attempt));
-    var delay = Math.floor(this._random() * exp);
+    var delay = expired && this.options.getToken ? 0 : Math.floor(this._random() * exp);
     this._attempt = Math.min(this._attempt + 1, 30);
     this._setState(this._wasOpen ? 'reconnecting' : 'connecting');
     var self = this;
@@ -559,7 +607,7 @@
     ws.onclose = function (ev) {
       if (gen !== self._gen) return;
       if (opened) self._fire('disconnect', {transport: 'websocket', code: ev && ev.code, reason: ev && ev.reason});
-      self._failed(gen, opened);
+      self._failed(gen, opened, !!ev && ev.code === TOKEN_EXPIRED);
     };
   };
 
@@ -774,7 +822,8 @@
           cursor = merge(body.cursor);
           self._streamOpened(gen, topics);
         } else {
-          var events = body.events || [];
+          var events = body.events || [], reset = body.reset || [], now = decodeStreamCursor(body.cursor) || {};
+          for (var r = 0; r < reset.length; r++) self._reset(reset[r], now[reset[r]]);
           for (var i = 0; i < events.length; i++) self._deliver(events[i]);
           cursor = body.cursor;
         }

@@ -155,7 +155,8 @@
   });
 
   $('reply-input').addEventListener('input', function () {
-    if (!selected || Date.now() - lastTyping < 1500) return;
+    // A private note is never seen by the customer, not even as "typing".
+    if (!selected || $('private').checked || Date.now() - lastTyping < 1500) return;
     lastTyping = Date.now();
     api('POST', '/conversations/' + selected + '/typing').catch(function () {});
   });

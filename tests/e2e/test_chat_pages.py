@@ -31,8 +31,8 @@ def new_page(browser: Browser) -> Page:
     return page
 
 
-def test_customer_and_agent_chat_with_typing_and_read_ticks(browser: Browser, procs, chat_server):
-    web = chat_server
+def open_chat(browser: Browser, web) -> tuple[Page, Page, object]:
+    """An agent online in the console, a customer's first message routed to them and opened."""
     agent_id, cust_id = f"ag-{uuid.uuid4().hex[:6]}", f"cu-{uuid.uuid4().hex[:6]}"
     r = requests.put(f"{web.url}/api/v1/agents/{agent_id}", headers=auth("adm", "admin"),
                      json={"name": "Ada", "skills": ["en"], "concurrent_limit": 3}, timeout=10)
@@ -40,34 +40,38 @@ def test_customer_and_agent_chat_with_typing_and_read_ticks(browser: Browser, pr
 
     agent = new_page(browser)
     customer = new_page(browser)
+    agent.goto(f"{web.url}/chat/console?agent={agent_id}")
+    expect(agent.locator("body")).to_have_attribute("data-ready", "true")
+    expect(agent.locator("#conn")).to_have_attribute("data-state", "open")
+    agent.select_option("#status", "online")
+    expect(agent.locator("#status")).to_have_attribute("data-current", "online")
+
+    customer.goto(f"{web.url}/chat/shop?customer={cust_id}")
+    widget = customer.locator("#sb-widget")
+    expect(widget).to_have_attribute("data-ready", "true")
+    customer.click("#sbw-toggle")
+    customer.fill("#sbw-input", "Hello, where is my parcel?")
+    customer.click("#sbw-send")
+    first = customer.locator('#sbw-messages li[data-mine="true"]').first
+    expect(first).to_contain_text("Hello, where is my parcel?")
+    expect(first).to_have_attribute("data-status", "sent")
+
+    # routed to the agent by the worker: it shows up in "my conversations"
+    mine = agent.locator("#mine li")
+    expect(mine).to_have_count(1, timeout=30_000)
+    expect(mine.locator(".unread")).to_have_attribute("data-count", "1")
+    # delivered when the agent's console got it (even before opening it)
+    expect(first).to_have_attribute("data-status", "delivered")
+    mine.first.click()
+    expect(agent.locator("#thread li[data-mine=false]").first).to_contain_text("where is my parcel")
+    expect(first).to_have_attribute("data-status", "read")  # the agent opened it
+    expect(agent.locator("#presence")).to_have_attribute("data-online", "true")
+    return agent, customer, first
+
+
+def test_customer_and_agent_chat_with_typing_and_read_ticks(browser: Browser, procs, chat_server):
+    agent, customer, first = open_chat(browser, chat_server)
     try:
-        agent.goto(f"{web.url}/chat/console?agent={agent_id}")
-        expect(agent.locator("body")).to_have_attribute("data-ready", "true")
-        expect(agent.locator("#conn")).to_have_attribute("data-state", "open")
-        agent.select_option("#status", "online")
-        expect(agent.locator("#status")).to_have_attribute("data-current", "online")
-
-        customer.goto(f"{web.url}/chat/shop?customer={cust_id}")
-        widget = customer.locator("#sb-widget")
-        expect(widget).to_have_attribute("data-ready", "true")
-        customer.click("#sbw-toggle")
-        customer.fill("#sbw-input", "Hello, where is my parcel?")
-        customer.click("#sbw-send")
-        first = customer.locator('#sbw-messages li[data-mine="true"]').first
-        expect(first).to_contain_text("Hello, where is my parcel?")
-        expect(first).to_have_attribute("data-status", "sent")
-
-        # routed to the agent by the worker: it shows up in "my conversations"
-        mine = agent.locator("#mine li")
-        expect(mine).to_have_count(1, timeout=30_000)
-        expect(mine.locator(".unread")).to_have_attribute("data-count", "1")
-        # delivered when the agent's console got it (even before opening it)
-        expect(first).to_have_attribute("data-status", "delivered")
-        mine.first.click()
-        expect(agent.locator("#thread li[data-mine=false]").first).to_contain_text("where is my parcel")
-        expect(first).to_have_attribute("data-status", "read")  # the agent opened it
-        expect(agent.locator("#presence")).to_have_attribute("data-online", "true")
-
         # typing, both ways
         customer.locator("#sbw-input").press_sequentially("abc")
         expect(agent.locator("#typing")).to_have_attribute("data-visible", "true")
@@ -103,6 +107,34 @@ def test_customer_and_agent_chat_with_typing_and_read_ticks(browser: Browser, pr
         expect(customer.locator("#sbw-rating")).to_have_attribute("data-visible", "true")
         customer.click('#sbw-rating button[data-score="5"]')
         expect(customer.locator("#sbw-rating")).to_have_attribute("data-rated", "5")
+        assert "customer seems upset" not in customer.content()
+        assert not agent.errors and not customer.errors, (agent.errors, customer.errors)
+    finally:
+        agent.context.close()
+        customer.context.close()
+
+
+def test_typing_a_private_note_never_tells_the_customer(browser: Browser, procs, chat_server):
+    agent, customer, _ = open_chat(browser, chat_server)
+    try:
+        # Every typing indicator the customer's widget is shown, with when.
+        customer.evaluate("""() => {
+            window.__typing = [];
+            new MutationObserver(() => window.__typing.push(Date.now())).observe(
+                document.getElementById('sbw-typing'), {attributeFilter: ['data-visible']});
+        }""")
+        agent.check("#private")
+        agent.locator("#reply-input").press_sequentially("customer seems upset")
+        agent.click("#reply-send")
+        expect(agent.locator('#thread li[data-private="true"]')).to_have_count(1)
+        agent.uncheck("#private")
+        reply_started = agent.evaluate("Date.now()")
+        agent.locator("#reply-input").press_sequentially("One moment")
+        expect(customer.locator("#sbw-typing")).to_have_attribute("data-visible", "true")
+        shown = customer.evaluate("window.__typing")
+        # A typing event sent for the note would have come first (and, within the
+        # server's throttle, would have been the only one).
+        assert shown and min(shown) >= reply_started, (shown, reply_started)
         assert "customer seems upset" not in customer.content()
         assert not agent.errors and not customer.errors, (agent.errors, customer.errors)
     finally:

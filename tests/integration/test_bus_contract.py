@@ -8,7 +8,7 @@ import pytest
 import redis as redis_lib
 
 from broadcast.bus import MemoryBus
-from broadcast.events import BEFORE_FIRST, cursor_key
+from broadcast.events import BEFORE_FIRST, cursor_key, parse_cursor
 from broadcast.redis_bus import RedisBus
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -36,8 +36,11 @@ def topic() -> str:
 
 def test_cursors_increase_and_history_replays_in_order(make_bus):
     bus, t = make_bus(), topic()
-    assert bus.latest(t) == BEFORE_FIRST
+    start = bus.latest(t)
+    assert cursor_key(start) == (0, 0) and parse_cursor(start)[1]   # "before the first", with its epoch
     ids = [bus.publish(t, "inventory_update", {"n": i}) for i in range(20)]
+    assert {parse_cursor(i)[1] for i in ids} == {parse_cursor(start)[1]}
+    assert [e.id for e in bus.history(t, start)[0]] == ids == [e.id for e in bus.history(t, BEFORE_FIRST)[0]]
     assert [cursor_key(i) for i in ids] == sorted(cursor_key(i) for i in ids)
     assert len(set(ids)) == 20
     assert bus.latest(t) == ids[-1]
@@ -162,3 +165,64 @@ def test_redis_history_of_a_lost_stream_is_not_recovered(redis_prefix):
     assert bus.history(t, eid) == ([], False)
     assert bus.history(t, BEFORE_FIRST) == ([], True)
     bus.close()
+
+
+def test_history_reads_in_pages(make_bus):
+    bus, t = make_bus(), topic()
+    ids = [bus.publish(t, "e", {"i": i}) for i in range(25)]
+    got, after = [], BEFORE_FIRST
+    for expected in (10, 10, 5, 0):
+        page, recovered = bus.history(t, after, limit=10)
+        assert recovered and len(page) == expected
+        got += [e.id for e in page]
+        after = page[-1].id if page else after
+    assert got == ids
+
+
+def test_a_cursor_of_another_epoch_is_never_recovered(make_bus):
+    bus, t = make_bus(), topic()
+    ids = [bus.publish(t, "e", {"i": i}) for i in range(3)]
+    position, epoch = ids[0].split(":")
+    other = f"{position}:{'0' * 8 if epoch != '0' * 8 else '1' * 8}"
+    assert bus.history(t, other) == ([], False)
+    assert bus.history(t, "0-0:" + other.split(":")[1]) == ([], False)
+    assert bus.history(t, position) == ([], False)   # a bare cursor names no history
+    assert [e.id for e in bus.history(t, ids[0])[0]] == ids[1:]
+
+
+def test_two_processes_see_one_epoch_per_topic(redis_prefix):
+    a, b = RedisBus(REDIS_URL, redis_prefix), RedisBus(REDIS_URL, redis_prefix)
+    t = topic()
+    try:
+        before = a.latest(t)                 # the epoch is made when first needed, by a reader too
+        assert b.latest(t) == before
+        eid = b.publish(t, "e", {})
+        assert parse_cursor(eid)[1] == parse_cursor(before)[1]
+        assert [e.id for e in a.history(t, before)[0]] == [eid]
+    finally:
+        a.close()
+        b.close()
+
+
+def test_a_deleted_stream_starts_a_new_epoch(redis_prefix):
+    bus = RedisBus(REDIS_URL, redis_prefix)
+    t = topic()
+    try:
+        start = bus.latest(t)
+        first = bus.publish(t, "e", {"n": 1})
+        redis_lib.Redis.from_url(REDIS_URL).delete(f"{redis_prefix}s:{t}")
+        again = bus.publish(t, "e", {"n": 2})
+        assert parse_cursor(again)[1] != parse_cursor(first)[1]
+        # Both cursors of the old history point into events that are gone.
+        assert bus.history(t, first) == ([], False)
+        assert bus.history(t, start) == ([], False)
+        assert [e.id for e in bus.history(t, "0-0:" + parse_cursor(again)[1])[0]] == [again]
+    finally:
+        bus.close()
+
+
+def test_an_empty_topic_keeps_its_epoch_until_its_first_event(make_bus):
+    bus, t = make_bus(), topic()
+    start = bus.latest(t)
+    eid = bus.publish(t, "e", {})
+    assert [e.id for e in bus.history(t, start)[0]] == [eid]   # nothing was lost: recovered

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import time
 import socket
 import uuid
 
@@ -111,4 +112,33 @@ def test_connections_per_user_are_capped(procs, stack_env):
             assert time.monotonic() < deadline, "the closed connection was never released"
             time.sleep(0.05)
     for ws in (second, other, third):
+        ws.close()
+
+
+def test_the_per_user_connection_cap_holds_across_processes(procs, stack_env):
+    """SB_MAX_CONNECTIONS_PER_USER counts every web process's connections, not one's."""
+    env = {**stack_env, "SB_MAX_CONNECTIONS_PER_USER": "3"}
+    a = procs.start(WebServer(env, procs.log_dir, "web-cap-a"))
+    b = procs.start(WebServer(env, procs.log_dir, "web-cap-b"))
+    tok = token("u-capped")
+    held = [WsClient(a.url, tok), WsClient(b.url, tok), WsClient(a.url, tok)]
+    for url in (a.url, b.url):
+        with pytest.raises(websocket.WebSocketBadStatusException) as err:
+            websocket.create_connection(url.replace("http", "ws") + f"/ws?token={tok}", timeout=10)
+        assert err.value.status_code == 429
+        resp = requests.get(f"{url}/events", params={"topics": "product:1", "token": tok},
+                            stream=True, timeout=10)
+        assert resp.status_code == 429 and resp.json()["error"]["code"] == "too_many_connections"
+        assert int(resp.headers["Retry-After"]) > 0
+    held.pop().close()
+    # The closed one's slot comes back (counted down once its connection ended).
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            held.append(WsClient(b.url, tok))
+            break
+        except websocket.WebSocketBadStatusException:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)  # the server sees the close a moment after the client sends it
+    for ws in held:
         ws.close()

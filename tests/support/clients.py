@@ -39,6 +39,8 @@ class WsClient:
             text = self.ws.recv()
         except websocket.WebSocketTimeoutException:
             raise TimeoutError(f"no frame in {timeout:.1f}s; last: {self.frames[-3:]}") from None
+        if not text and not self.ws.connected:   # the server's close frame
+            raise websocket.WebSocketConnectionClosedException("closed by the server")
         frame = json.loads(text)
         self.frames.append(frame)
         return frame

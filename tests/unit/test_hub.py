@@ -52,10 +52,10 @@ class RacingBus(MemoryBus):
         super().__init__()
         self.during_replay = 0
 
-    def history(self, topic, since):
+    def history(self, topic, since, limit=None):
         for i in range(self.during_replay):
             self.publish(topic, "e", {"during": i})
-        return super().history(topic, since)
+        return super().history(topic, since, limit)
 
 
 def test_events_published_during_the_replay_arrive_once_in_order():

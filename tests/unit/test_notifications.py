@@ -235,3 +235,27 @@ def test_deliveries_left_queued_are_found_by_the_sweep(client, services):
     with services.session() as s:
         assert pipeline.stuck_deliveries(s, 600) == [(nid, "email")]
         assert pipeline.stuck_deliveries(s, 7200) == []
+
+
+def test_an_item_is_listed_only_once_rendered(client, services):
+    nid = post(client, user_id="u7", channels=["websocket"])
+    # Stored, its dispatch not yet run: nobody sees it untitled.
+    assert client.get("/api/v1/notifications", headers=auth("u7", "customer")).get_json() == {
+        "notifications": [], "unread_count": 0}
+    pipeline.dispatch(services.session, [nid])
+    inbox = client.get("/api/v1/notifications", headers=auth("u7", "customer")).get_json()
+    assert inbox["unread_count"] == 1
+    (item,) = inbox["notifications"]
+    assert item["id"] == nid and item["title"] == "Order o-1: in transit" and item["body"]
+
+
+def test_a_template_rendering_an_empty_title_falls_back_to_the_type(client, services):
+    admin = auth("boss", "admin")
+    resp = client.put("/api/v1/notification-templates/promotion_alert", headers=admin,
+                      json={"title_template": "{{ nothing }}", "body_template": "b", "priority": "normal",
+                            "ttl": 3600})
+    assert resp.status_code == 200, resp.get_data(as_text=True)
+    nid = post(client, user_id="u8", type="promotion_alert", data={}, channels=["websocket"])
+    pipeline.dispatch(services.session, [nid])
+    (item,) = client.get("/api/v1/notifications", headers=auth("u8", "customer")).get_json()["notifications"]
+    assert item["title"] == "Promotion alert"
