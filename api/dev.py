@@ -18,7 +18,7 @@ class TokenIn(BaseModel):
     sub: str = Field(pattern=ID)
     role: str = Field(pattern=r"^(customer|agent|admin|service)$")
     name: str | None = Field(default=None, max_length=100)
-    ttl: int = Field(default=3600, ge=60, le=86400)
+    ttl: int = Field(default=3600, ge=2, le=86400)   # short ones show refreshes in the demo
 
 
 class TokenOut(BaseModel):

@@ -31,6 +31,11 @@
     return typeof data === 'string' ? data : JSON.stringify(data);
   }
 
+  function count(name) {
+    var node = $('state');
+    node.dataset[name] = String(Number(node.dataset[name] || 0) + 1);
+  }
+
   function setState(s) {
     var node = $('state');
     node.dataset.state = s.state;
@@ -38,10 +43,13 @@
     node.textContent = s.state + (s.transport ? ' · ' + s.transport : '');
   }
 
+  // ?token_ttl=<seconds> asks for short-lived tokens, to watch refreshes happen.
+  var tokenTtl = Number(params.get('token_ttl')) || 3600;
+
   function tokenExpiresSoon(tok) {
     try {
       var claims = JSON.parse(atob(tok.split('.')[1].replace(/-/g, '+').replace(/_/g, '/')));
-      return claims.exp * 1000 - Date.now() < 60000;
+      return claims.exp * 1000 - Date.now() < Math.min(60000, tokenTtl * 500);
     } catch (e) {
       return true;
     }
@@ -51,7 +59,7 @@
     return fetch('/api/v1/dev/token', {
       method: 'POST',
       headers: {'Content-Type': 'application/json'},
-      body: JSON.stringify({sub: sub, role: role, name: sub})
+      body: JSON.stringify({sub: sub, role: role, name: sub, ttl: tokenTtl})
     }).then(function (res) {
       return res.json().then(function (body) {
         if (!res.ok) throw new Error((body.error && body.error.message) || 'HTTP ' + res.status);
@@ -108,10 +116,14 @@
       };
       if (params.get('transport')) options.transports = params.get('transport').split(',');
       if (params.get('ws_path')) options.paths = {ws: params.get('ws_path')};
+      if (params.get('refresh') === 'off') options.refreshLead = false;
       client = new Switchboard(options);
       client.named = {};
       window.switchboardClient = client;  // for the console (and the browser tests)
       client.on('state', setState);
+      client.on('refresh', function () { count('refreshes'); });
+      client.on('state', function (st) { if (st.state === 'open') count('opens'); });
+      client.on('disconnect', function (d) { $('state').dataset.lastClose = String(d.code || ''); });
       client.on('*', function (frame) { show(frame.event, frame.topic, frame.id, text(frame.data)); });
       client.on('reset', function (r) { show('reset', r.topic, '', 'history lost: refetch; live from ' + r.cursor); });
       client.on('error', function (err) { show('error', err.topic || '', '', err.message); });

@@ -167,7 +167,9 @@
    *   pollTimeout      ms before a long poll is abandoned (35000)
    *   refreshLead      ms before the token's exp to get a new one from getToken (30000,
    *                    at most a tenth of what is left): sent as {op: 'refresh'} over
-   *                    WebSocket, the stream reopened (and resumed) over SSE and polling
+   *                    WebSocket, the stream reopened (and resumed) over SSE and polling;
+   *                    false: never (the server ends the connection at exp, 4001 on
+   *                    WebSocket, and the client reconnects at once with a new token)
    *   autoConnect      default true
    *   autoUserTopic    over SSE/poll also follow user:<sub of the token> as the
    *                    WebSocket does by itself (default true)
@@ -212,7 +214,7 @@
     this.pingInterval = o.pingInterval != null ? o.pingInterval : 25000;
     this.pingTimeout = o.pingTimeout != null ? o.pingTimeout : 10000;
     this.pollTimeout = o.pollTimeout || 35000;
-    this.refreshLead = o.refreshLead != null ? o.refreshLead : 30000;
+    this.refreshLead = o.refreshLead === false ? false : o.refreshLead != null ? o.refreshLead : 30000;
     this._now = o.now || function () { return Date.now(); };
     this.autoUserTopic = o.autoUserTopic !== false;
 
@@ -473,7 +475,7 @@
   /** A connection lives no longer than its token: get the next one before `exp`. */
   proto._scheduleRefresh = function (gen) {
     var claims = tokenClaims(this._token);
-    if (!this.options.getToken || !claims || typeof claims.exp !== 'number') return;
+    if (this.refreshLead === false || !this.options.getToken || !claims || typeof claims.exp !== 'number') return;
     var left = claims.exp * 1000 - this._now();
     var lead = Math.min(this.refreshLead, Math.max(1000, left / 10));
     var self = this;

@@ -115,3 +115,35 @@ def test_websocket_emit_resolves_with_the_ack(page: Page, web_a, topic):
     }""")
     assert isinstance(result["pong"]["ts"], int)
     assert result["failure"] is not None and result["failure"]["code"], result
+
+
+@pytest.mark.parametrize("transport", ["websocket", "sse", "poll"])
+def test_short_lived_tokens_are_renewed_before_they_expire(page: Page, web_a, web_b, topic, transport):
+    """Tokens of 4 s: the client gets the next one before exp (in place over WebSocket)."""
+    query = "?token_ttl=4" + ("" if transport == "websocket" else f"&transport={transport}")
+    open_demo(page, web_a, topic, query)
+    state = page.locator("#state")
+    ids = [publish(web_b, topic, "inventory_update", {"n": 1})]
+    expect_events(page, topic, 1, timeout=10_000)
+    if transport == "websocket":
+        expect(state).to_have_attribute("data-refreshes", "3", timeout=20_000)   # 3 tokens later
+        assert state.get_attribute("data-opens") == "1"                        # never reconnected
+    else:
+        expect(state).to_have_attribute("data-opens", "4", timeout=20_000)       # reopened, resumed
+    ids.append(publish(web_b, topic, "inventory_update", {"n": 2}))
+    expect_events(page, topic, 2, timeout=10_000)
+    assert shown(page, topic) == [(i, "inventory_update") for i in ids]
+
+
+def test_a_websocket_closed_at_exp_reconnects_with_a_new_token_and_resumes(page: Page, web_a, web_b, topic):
+    open_demo(page, web_a, topic, "?token_ttl=3&refresh=off")
+    state = page.locator("#state")
+    ids = [publish(web_b, topic, "inventory_update", {"n": 1})]
+    expect_events(page, topic, 1, timeout=10_000)
+    expect(state).to_have_attribute("data-last-close", "4001", timeout=15_000)
+    ids.append(publish(web_b, topic, "inventory_update", {"n": 2}))
+    expect(state).to_have_attribute("data-opens", "2", timeout=15_000)
+    expect(state).to_have_attribute("data-state", "open")
+    ids.append(publish(web_b, topic, "inventory_update", {"n": 3}))
+    expect_events(page, topic, 3, timeout=10_000)
+    assert shown(page, topic) == [(i, "inventory_update") for i in ids]
