@@ -25,6 +25,7 @@ def create_app(settings: Settings | None = None, *, background: bool = True,
                      shop_pages, stats)
     from api.edges import MAX_BODY_BYTES, BodyLimit, StrictJSONProvider
     from api.errors import register_error_handlers
+    from api.ids import CONVERTERS
     from api.ratelimit import init_rate_limits
     from broadcast import views as realtime
     from broadcast.metrics import HTTP_LATENCY
@@ -40,6 +41,7 @@ def create_app(settings: Settings | None = None, *, background: bool = True,
     services.start_hub()
     app.extensions["switchboard"] = services
 
+    app.url_map.converters.update(CONVERTERS)
     register_error_handlers(app)
     CORS(app, resources={r"/api/*": {"origins": list(settings.allowed_origins)}},
          supports_credentials=False, expose_headers=["Retry-After"])

@@ -44,6 +44,9 @@ class LevelKey:
     location: str = DEFAULT_LOCATION
 
 
+# Units one stock level holds at most (the column is a 32-bit integer).
+MAX_UNITS = 10**9
+
 def _insert(session: Session):
     if session.get_bind().dialect.name == "postgresql":
         from sqlalchemy.dialects.postgresql import insert
@@ -219,11 +222,15 @@ def adjust_stock(session: Session, key: LevelKey, delta: int, change_type: str) 
     previous = level_available(session, level, now)
     from actions.reservations import reclaim_expired
     reclaim_expired(session, level, now)
-    # Conditional: a decrease may take only units nobody holds.
+    # Conditional: a decrease may take only units nobody holds, an increase may
+    # not pass MAX_UNITS (both written so that no sum can overflow the column).
     done = session.execute(update(StockLevel).where(
-        StockLevel.id == level.id, StockLevel.on_hand + delta >= StockLevel.held)
+        StockLevel.id == level.id, StockLevel.on_hand - StockLevel.held >= -delta,
+        StockLevel.on_hand <= MAX_UNITS - delta)
         .values(on_hand=StockLevel.on_hand + delta, updated_at=now)).rowcount
     if not done:
+        if level.on_hand + delta > MAX_UNITS:
+            raise InventoryError(409, "stock_limit", f"a stock level holds at most {MAX_UNITS} units")
         raise InventoryError(409, "insufficient_stock",
                              f"only {level.on_hand - level.held} units are free to take",
                              available_quantity=level.on_hand - level.held)

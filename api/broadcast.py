@@ -10,13 +10,14 @@ import broadcast
 from api.auth import require
 from api.errors import ApiError
 from api.openapi import body, responds
-from broadcast.topics import TopicError, parse_topic
+from broadcast.topics import TOPIC_PATTERN, TopicError, parse_topic
 
 bp = Blueprint("broadcast_api", __name__, url_prefix="/api/v1")
 
 
 class BroadcastIn(BaseModel):
-    topic: str = Field(max_length=140)
+    # The document shows the pattern; parse_topic checks the same one, answering invalid_topic.
+    topic: str = Field(max_length=140, json_schema_extra={"pattern": TOPIC_PATTERN})
     event: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")
     data: Any = None
     idempotency_key: str | None = Field(default=None, min_length=1, max_length=128)

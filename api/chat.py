@@ -4,9 +4,8 @@ The WebSocket `emit` commands at the end call the same actions.
 """
 from __future__ import annotations
 
-import base64
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from typing import Annotated, Any, Literal
 
 from flask import Blueprint, Response, request
@@ -18,8 +17,8 @@ from actions.errors import DomainError
 from actions.chat_storage import storage_for
 from api.auth import require
 from api.errors import ApiError
-from api.ids import ID, check_id
-from api.openapi import _validation_message, body, query, responds
+from api.ids import ID
+from api.openapi import _validation_message, body, multipart, query, responds
 from api.stats import stats_section
 from broadcast.commands import CommandError, command
 from services import current_services
@@ -87,7 +86,9 @@ class ConversationList(BaseModel):
 class ListParams(Strict):
     status: Literal["active", "waiting", "resolved", "archived"] | None = None
     limit: int = Field(default=20, ge=1, le=100)
-    cursor: str | None = Field(default=None, max_length=200)
+    # A position in the list (created_at in microseconds, then the id), so any
+    # cursor of this shape is a valid place to go on from.
+    cursor: str | None = Field(default=None, pattern=r"^[0-9]{1,17}_[A-Za-z0-9_.:-]{1,64}$")
 
 
 class Content(BaseModel):
@@ -156,7 +157,7 @@ class AgentOut(BaseModel):
     satisfaction_rating: float | None
 
 
-class StatusIn(Strict):
+class AgentStatusIn(Strict):
     status: Literal["online", "busy", "offline"]
 
 
@@ -166,7 +167,7 @@ class CustomerIn(Strict):
     phone: str | None = Field(default=None, max_length=32)
     language: str | None = Field(default=None, max_length=16)
     is_vip: bool | None = None
-    lifetime_value: float | None = Field(default=None, ge=0, le=1e12)
+    lifetime_value: float | None = Field(default=None, ge=0, le=999_999_999_999.99)   # NUMERIC(14, 2)
 
 
 class CannedIn(Strict):
@@ -175,16 +176,18 @@ class CannedIn(Strict):
 
 # ---- conversations ----------------------------------------------------------------
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_MICROSECOND = timedelta(microseconds=1)
+
+
 def _encode_cursor(item: dict) -> str:
-    return base64.urlsafe_b64encode(f"{item['created_at']}|{item['id']}".encode()).decode()
+    at = datetime.fromisoformat(item["created_at"].replace("Z", "+00:00"))
+    return f"{(at - _EPOCH) // _MICROSECOND}_{item['id']}"
 
 
 def _decode_cursor(raw: str) -> tuple[datetime, str]:
-    try:
-        at, cid = base64.urlsafe_b64decode(raw.encode()).decode().split("|", 1)
-        return datetime.fromisoformat(at.replace("Z", "+00:00")), cid
-    except (ValueError, UnicodeDecodeError):
-        raise ApiError(400, "invalid_cursor", "cursor is not one this API returned") from None
+    micros, cid = raw.split("_", 1)   # the shape is ListParams's pattern
+    return _EPOCH + int(micros) * _MICROSECOND, cid
 
 
 @bp.post("/conversations")
@@ -212,12 +215,11 @@ def list_conversations(me, params: ListParams):
     return {"conversations": items, "next_cursor": nxt}
 
 
-@bp.get("/conversations/<cid>")
+@bp.get("/conversations/<id:cid>")
 @require()
 @responds(200, ConversationOut)
 def get_conversation(me, cid: str):
     """One conversation (participant, admin)."""
-    check_id(cid)
 
     presence = current_services().presence
 
@@ -230,14 +232,13 @@ def get_conversation(me, cid: str):
     return run(fn)
 
 
-@bp.post("/conversations/<cid>/messages")
+@bp.post("/conversations/<id:cid>/messages")
 @require()
 @body(MessageIn)
 @responds(201, MessageOut, "the new message")
 @responds(200, MessageOut, "a repeated client_id: the first message")
 def post_message(me, cid: str, payload: MessageIn):
     """Send a message (participant); `private: true` is an agents-only note."""
-    check_id(cid)
     msg, created = send(me, cid, payload)
     return msg, 201 if created else 200
 
@@ -264,102 +265,93 @@ def send(me, cid: str, payload: MessageIn) -> tuple[dict, bool]:
     return run(fn, retry_conflict=True)
 
 
-@bp.get("/conversations/<cid>/messages")
+@bp.get("/conversations/<id:cid>/messages")
 @require()
 @query(HistoryParams)
 def get_messages(me, cid: str, params: HistoryParams):
     """History, oldest first; `after`/`before` are message ids."""
-    check_id(cid)
     messages = run(lambda s: chat.history(s, me, cid, after=params.after, before=params.before,
                                           limit=params.limit))
     return {"messages": messages}
 
 
-@bp.post("/conversations/<cid>/read")
+@bp.post("/conversations/<id:cid>/read")
 @require()
 @body(MessageRef)
 def read(me, cid: str, payload: MessageRef):
     """Mark a message and every one before it read for the caller."""
-    check_id(cid)
     return run(lambda s: chat.mark_read(s, me, payload.message_id, cid), retry_conflict=True)
 
 
-@bp.post("/conversations/<cid>/delivered")
+@bp.post("/conversations/<id:cid>/delivered")
 @require()
 @body(MessageRef)
 def delivered(me, cid: str, payload: MessageRef):
     """The caller's client received a message."""
-    check_id(cid)
     return run(lambda s: chat.mark_delivered(s, me, payload.message_id, cid), retry_conflict=True)
 
 
-@bp.post("/conversations/<cid>/typing")
+@bp.post("/conversations/<id:cid>/typing")
 @require()
 def typing(me, cid: str):
     """Ephemeral `user:typing` (throttled per user)."""
-    check_id(cid)
     services = current_services()
     return run(lambda s: chat.typing(s, me, cid, services.settings.typing_throttle_seconds,
                                      services.throttle))
 
 
-@bp.post("/conversations/<cid>/join")
+@bp.post("/conversations/<id:cid>/join")
 @require()
 def join(me, cid: str):
     """`conversation:join` (the caller opened the conversation)."""
-    check_id(cid)
     return run(lambda s: chat.join(s, me, cid))
 
 
-@bp.post("/conversations/<cid>/leave")
+@bp.post("/conversations/<id:cid>/leave")
 @require()
 def leave(me, cid: str):
     """`conversation:leave`."""
-    check_id(cid)
     return run(lambda s: chat.leave(s, me, cid))
 
 
-@bp.post("/conversations/<cid>/transfer")
+@bp.post("/conversations/<id:cid>/transfer")
 @require("agent", "admin")
 @body(TransferIn)
 def transfer(me, cid: str, payload: TransferIn):
     """To a named agent, or with `to_agent_id: null` back to the queue (`agent:transfer`)."""
-    check_id(cid)
     return run(lambda s: chat.conversation_json(routing.transfer(s, me, cid, payload.to_agent_id)))
 
 
-@bp.post("/conversations/<cid>/resolve")
+@bp.post("/conversations/<id:cid>/resolve")
 @require("agent", "admin")
 def resolve(me, cid: str):
     """Resolved; the agent's slot is freed."""
-    check_id(cid)
     return run(lambda s: chat.conversation_json(chat.resolve(s, me, cid)))
 
 
-@bp.post("/conversations/<cid>/archive")
+@bp.post("/conversations/<id:cid>/archive")
 @require("agent", "admin")
 def archive(me, cid: str):
     """`conversation:archived`."""
-    check_id(cid)
     return run(lambda s: chat.conversation_json(chat.archive(s, me, cid)))
 
 
-@bp.post("/conversations/<cid>/rating")
+@bp.post("/conversations/<id:cid>/rating")
 @require("customer")
 @body(RatingIn)
 def rating(me, cid: str, payload: RatingIn):
     """Satisfaction once resolved; a second rating is 409."""
-    check_id(cid)
     return run(lambda s: chat.conversation_json(chat.rate(s, me, cid, payload.score, payload.comment)))
 
 
 # ---- attachments ---------------------------------------------------------------------
 
-@bp.post("/conversations/<cid>/attachments")
+@bp.post("/conversations/<id:cid>/attachments")
 @require()
+@multipart("file")
+@responds(201, description="stored: the attachment to put in a message's content")
 def upload(me, cid: str):
     """Upload a file (multipart `file`); returns the attachment to put in a message's content."""
-    check_id(cid)
     settings = current_services().settings
     f = request.files.get("file")
     if f is None or not f.filename:
@@ -374,11 +366,10 @@ def chat_storage_upload(session, me, cid, filename, content_type, data, settings
                              storage_for(settings), settings)
 
 
-@bp.get("/attachments/<aid>")
+@bp.get("/attachments/<id:aid>")
 @require(allow_query=True)
 def download(me, aid: str):
     """An attachment's bytes (participants of its conversation)."""
-    check_id(aid)
     from actions.chat_storage import read_attachment
     settings = current_services().settings
     att, data = run(lambda s: read_attachment(s, me, aid, storage_for(settings)))
@@ -389,13 +380,13 @@ def download(me, aid: str):
 
 # ---- agents, customers, canned responses -------------------------------------------------
 
-@bp.put("/agents/<aid>")
+@bp.put("/agents/<id:aid>")
 @require("admin")
 @body(AgentIn)
-@responds(200, AgentOut)
+@responds(200, AgentOut, "updated")
+@responds(201, AgentOut, "created")
 def put_agent(me, aid: str, payload: AgentIn):
     """Create or update an agent profile (admin)."""
-    check_id(aid)
 
     def fn(s):
         agent, created = chat_agents.put_agent(s, aid, name=payload.name, email=payload.email,
@@ -421,29 +412,28 @@ def _set_status(me, aid: str, status: str, create: bool) -> dict:
 
 @bp.put("/agents/me/status")
 @require("agent")
-@body(StatusIn)
+@body(AgentStatusIn)
 @responds(200, AgentOut)
-def put_my_status(me, payload: StatusIn):
+def put_my_status(me, payload: AgentStatusIn):
     """The calling agent's status (`agent:available`); a first call creates the profile."""
     return _set_status(me, me.id, payload.status, create=True)
 
 
-@bp.put("/agents/<aid>/status")
+@bp.put("/agents/<id:aid>/status")
 @require("admin")
-@body(StatusIn)
+@body(AgentStatusIn)
 @responds(200, AgentOut)
-def put_status(me, aid: str, payload: StatusIn):
+def put_status(me, aid: str, payload: AgentStatusIn):
     """Any agent's status (admin)."""
-    check_id(aid)
     return _set_status(me, aid, payload.status, create=False)
 
 
-@bp.put("/customers/<cust>")
+@bp.put("/customers/<id:cust>")
 @require("service", "admin")
 @body(CustomerIn)
+@responds(409, description="a concurrent change to the same customer won; try again")
 def put_customer(me, cust: str, payload: CustomerIn):
     """The store's view of a customer (VIP, value, language), used by routing."""
-    check_id(cust)
     fields = payload.model_dump(exclude_unset=True)
     return run(lambda s: chat_agents.customer_json(chat_agents.put_customer(s, cust, fields)))
 
@@ -455,20 +445,19 @@ def get_canned(me):
     return {"canned_responses": run(chat_agents.list_canned)}
 
 
-@bp.put("/canned-responses/<shortcut>")
+@bp.put("/canned-responses/<id:shortcut>")
 @require("agent", "admin")
 @body(CannedIn)
 def put_canned(me, shortcut: str, payload: CannedIn):
     """Create or replace a canned response."""
-    check_id(shortcut, "shortcut")
     return run(lambda s: chat_agents.canned_json(chat_agents.put_canned(s, me, shortcut, payload.text)))
 
 
-@bp.delete("/canned-responses/<shortcut>")
+@bp.delete("/canned-responses/<id:shortcut>")
 @require("admin")
+@responds(204, description="removed")
 def delete_canned(me, shortcut: str):
     """Remove a canned response (admin)."""
-    check_id(shortcut, "shortcut")
     run(lambda s: chat_agents.delete_canned(s, shortcut))
     return "", 204
 
@@ -554,7 +543,7 @@ def cmd_leave(me, data: dict) -> dict:
 def cmd_available(me, data: dict) -> dict:
     if me.role != "agent":
         raise CommandError("forbidden", "only agents set their status", 403)
-    p = _parse(StatusIn, data)
+    p = _parse(AgentStatusIn, data)
     grace = current_services().settings.agent_grace_seconds
     return _cmd(lambda s: chat_agents.agent_json(chat_agents.set_status(
         s, me.id, p.status, name=me.name, grace_seconds=grace, create=True)))

@@ -50,7 +50,8 @@ def register_error_handlers(app: Flask) -> None:
             message = "request body is larger than 1 MiB"
         if status == 429:
             message = f"rate limit exceeded ({exc.description})"
-        response = jsonify(error_body(_CODES.get(status, "http_error"), message))
+        code = getattr(exc, "sb_code", None) or _CODES.get(status, "http_error")
+        response = jsonify(error_body(code, message))
         response.status_code = status
         for key, value in (exc.get_headers() or []):
             if key.lower() not in ("content-type", "content-length"):

@@ -13,7 +13,7 @@ from actions import inventory, reservations
 from actions.inventory import LevelKey
 from api.auth import require
 from api.errors import ApiError
-from api.ids import ID, check_id
+from api.ids import ID
 from api.openapi import body, responds
 from api.stats import stats_section
 from services import current_services
@@ -71,13 +71,14 @@ class ReservationOut(BaseModel):
 
 
 def _key(product_id: str, variant_id: str | None, location: str | None) -> LevelKey:
-    return LevelKey(check_id(product_id), variant_id or "", location or inventory.DEFAULT_LOCATION)
+    return LevelKey(product_id, variant_id or "", location or inventory.DEFAULT_LOCATION)
 
 
-@bp.put("/products/<product_id>/stock")
+@bp.put("/products/<id:product_id>/stock")
 @require("service", "admin")
 @body(StockIn)
 @responds(200, LevelOut, "the stock level after the change")
+@responds(409, description="below the units held by reservations")
 def set_stock(product_id: str, me, payload: StockIn):
     """Set on-hand stock of a product (variant, location)."""
     with current_services().session() as session:
@@ -85,10 +86,11 @@ def set_stock(product_id: str, me, payload: StockIn):
                                    payload.quantity, payload.low_stock_threshold)
 
 
-@bp.post("/products/<product_id>/stock/adjust")
+@bp.post("/products/<id:product_id>/stock/adjust")
 @require("service", "admin")
 @body(AdjustIn)
 @responds(200, LevelOut, "the stock level after the change")
+@responds(409, description="more than the free units taken, or past 10^9 units on hand")
 def adjust_stock(product_id: str, me, payload: AdjustIn):
     """Adjust on-hand stock by a delta (sale, restock, adjustment)."""
     with current_services().session() as session:
@@ -96,13 +98,13 @@ def adjust_stock(product_id: str, me, payload: AdjustIn):
                                       payload.delta, payload.change_type)
 
 
-@bp.get("/products/<product_id>/stock")
+@bp.get("/products/<id:product_id>/stock")
 @require()
 @responds(200, StockOut, "available stock per variant (on hand minus unexpired holds)")
 def get_stock(product_id: str, me):
     """Available stock of a product per variant."""
     with current_services().session() as session:
-        view = inventory.stock_view(session, check_id(product_id))
+        view = inventory.stock_view(session, product_id)
     if view is None:
         raise ApiError(404, "not_found", f"no product {product_id}")
     return view
@@ -111,6 +113,7 @@ def get_stock(product_id: str, me):
 @bp.post("/reservations")
 @require("customer", "service", "admin")
 @body(ReserveIn)
+@responds(404, description="no such product (or variant)")
 @responds(201, ReservationOut, "held; repeating an Idempotency-Key answers 200 with the first")
 @responds(409, None, "out_of_stock")
 def create_reservation(me, payload: ReserveIn):
@@ -136,7 +139,7 @@ def create_reservation(me, payload: ReserveIn):
 
 def _act(reservation_id: str, me, fn):
     with current_services().session() as session:
-        r = session.get(reservations.Reservation, check_id(reservation_id))
+        r = session.get(reservations.Reservation, reservation_id)
         if r is None:
             raise ApiError(404, "not_found", f"no reservation {reservation_id}")
         if not reservations.can_act(r, me.id, me.role):
@@ -144,7 +147,7 @@ def _act(reservation_id: str, me, fn):
         return reservations.reservation_json(fn(session, reservation_id))
 
 
-@bp.post("/reservations/<reservation_id>/commit")
+@bp.post("/reservations/<id:reservation_id>/commit")
 @require("customer", "service", "admin")
 @responds(200, ReservationOut, "committed")
 @responds(409, None, "expired or released")
@@ -153,7 +156,7 @@ def commit_reservation(reservation_id: str, me):
     return _act(reservation_id, me, reservations.commit)
 
 
-@bp.delete("/reservations/<reservation_id>")
+@bp.delete("/reservations/<id:reservation_id>")
 @require("customer", "service", "admin")
 @responds(200, ReservationOut, "released")
 @responds(409, None, "already committed")
@@ -162,12 +165,18 @@ def release_reservation(reservation_id: str, me):
     return _act(reservation_id, me, reservations.release)
 
 
-@bp.get("/reservations/<reservation_id>")
+@bp.get("/reservations/<id:reservation_id>")
 @require("customer", "service", "admin")
-@responds(200, ReservationOut, "one reservation")
+@responds(200, ReservationOut, "one reservation (held, committed or expired)")
+@responds(404, description="no such reservation, or it was released (DELETE)")
 def get_reservation(reservation_id: str, me):
-    """One reservation."""
-    return _act(reservation_id, me, lambda session, rid: session.get(reservations.Reservation, rid))
+    """One reservation; a released one is gone."""
+    def held_or_done(session, rid: str):
+        r = session.get(reservations.Reservation, rid)
+        if r.status == "released":
+            raise ApiError(404, "released", f"reservation {rid} was released")
+        return r
+    return _act(reservation_id, me, held_or_done)
 
 
 @stats_section("inventory")

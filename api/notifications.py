@@ -10,21 +10,20 @@ from actions import notifications as notes
 from actions import notifications_pipeline as pipeline
 from api.auth import require
 from api.errors import ApiError
-from api.ids import ID
+from api.ids import ID, TYPE_NAME
 from api.openapi import body, query, responds
 from api.stats import stats_section
 from services import current_services
 
 bp = Blueprint("notifications", __name__, url_prefix="/api/v1")
 
-TYPE = r"^[a-z0-9_]+$"
 Channel = Literal["push", "email", "sms", "websocket"]
 
 
 class NotificationIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     user_id: str = Field(min_length=1, max_length=64, pattern=ID)
-    type: str = Field(min_length=1, max_length=64, pattern=TYPE)
+    type: str = Field(min_length=1, max_length=64, pattern=TYPE_NAME)
     data: dict[str, Any] = Field(default_factory=dict)
     channels: list[Channel] | None = Field(default=None, max_length=4)
 
@@ -51,6 +50,7 @@ def _check_types(session, types: set[str]) -> None:
 @require("service", "admin")
 @body(NotificationIn)
 @responds(202, IdOut, "stored; delivery runs on the notifications queue")
+@responds(422, description="no template for that type")
 def create_notification(me, payload: NotificationIn):
     """Send a notification to a user."""
     with current_services().session() as session:
@@ -63,6 +63,7 @@ def create_notification(me, payload: NotificationIn):
 @require("service", "admin")
 @body(BulkIn)
 @responds(202, IdsOut, "stored; dispatched in batches of 100")
+@responds(422, description="no template for one of the types")
 def create_bulk(me, payload: BulkIn):
     """Send many notifications; they are dispatched in batches."""
     services = current_services()
@@ -106,7 +107,7 @@ def list_inbox(me, params: InboxQuery):
         return notes.inbox(session, me.id, params.unread, params.limit, params.before)
 
 
-@bp.post("/notifications/<id>/read")
+@bp.post("/notifications/<id:id>/read")
 @require()
 @responds(200, Item, "the item, read")
 def read_notification(me, id: str):
@@ -168,7 +169,7 @@ class PushKeys(BaseModel):
 
 
 class PushSubscriptionIn(BaseModel):
-    endpoint: str = Field(min_length=8, max_length=4096, pattern=r"^https?://")
+    endpoint: str = Field(min_length=8, max_length=4096, pattern=r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[!-~]*)?$")
     keys: PushKeys
     expirationTime: float | None = None  # noqa: N815 (the browser's field name)
 
@@ -181,6 +182,7 @@ class PushSubscriptionDelete(BaseModel):
 @require()
 @body(PushSubscriptionIn)
 @responds(201, description="registered")
+@responds(200, description="already registered: updated")
 def add_push_subscription(me, payload: PushSubscriptionIn):
     """Register the browser's PushSubscription for web push."""
     with current_services().session() as session:
@@ -193,6 +195,7 @@ def add_push_subscription(me, payload: PushSubscriptionIn):
 @require()
 @body(PushSubscriptionDelete)
 @responds(204, description="removed")
+@responds(404, description="no such subscription of the caller's")
 def delete_push_subscription(me, payload: PushSubscriptionDelete):
     """Remove a web push subscription of the caller's."""
     with current_services().session() as session:
@@ -225,6 +228,7 @@ class DeviceDelete(BaseModel):
 @require()
 @body(DeviceIn)
 @responds(201, description="registered")
+@responds(200, description="already registered: updated")
 def add_device(me, payload: DeviceIn):
     """Register an FCM registration token of the caller's device."""
     with current_services().session() as session:
@@ -236,6 +240,7 @@ def add_device(me, payload: DeviceIn):
 @require()
 @body(DeviceDelete)
 @responds(204, description="removed")
+@responds(404, description="no such device of the caller's")
 def delete_device(me, payload: DeviceDelete):
     """Remove one of the caller's device tokens."""
     with current_services().session() as session:
@@ -259,30 +264,22 @@ class TemplateIn(BaseModel):
     digest_seconds: int | None = Field(default=None, ge=1, le=86400)
 
 
-def _check_type(type: str) -> None:
-    import re
-    if not re.fullmatch(r"[a-z0-9_]{1,64}", type):
-        raise ApiError(400, "validation_error", "type: lowercase letters, digits and _ only")
-
-
-@bp.get("/notification-templates/<type>")
+@bp.get("/notification-templates/<type_name:type>")
 @require("admin")
 def get_template(me, type: str):
     """A notification type's template (the built-in one until it is changed)."""
-    _check_type(type)
     with current_services().session() as session:
         if not notes.known_type(session, type):
             raise ApiError(404, "not_found", f"no template for {type!r}")
         return notes.template_json(notes.template_for(session, type))
 
 
-@bp.put("/notification-templates/<type>")
+@bp.put("/notification-templates/<type_name:type>")
 @require("admin")
 @body(TemplateIn)
 @responds(422, description="a template does not compile")
 def put_template(me, type: str, payload: TemplateIn):
     """Create or replace a type's template; a template that does not compile is 422."""
-    _check_type(type)
     with current_services().session() as session:
         try:
             tpl = notes.put_template(session, type, payload.model_dump())
@@ -291,7 +288,7 @@ def put_template(me, type: str, payload: TemplateIn):
         return notes.template_json(tpl)
 
 
-@bp.get("/notifications/<id>/deliveries")
+@bp.get("/notifications/<id:id>/deliveries")
 @require("admin")
 def list_deliveries(me, id: str):
     """One row per channel attempt of a notification."""

@@ -13,7 +13,7 @@ from pydantic import BaseModel, Field
 from actions import orders, tracking
 from api.auth import require
 from api.errors import ApiError
-from api.ids import ID, check_id
+from api.ids import ID
 from api.openapi import body, json_value, responds
 from api.stats import stats_section
 from models import Order
@@ -38,7 +38,7 @@ class Location(BaseModel):
     address: str | None = Field(default=None, max_length=500)
 
 
-class StatusIn(BaseModel):
+class OrderStatusIn(BaseModel):
     status: Status
     location: Location | None = None
     estimated_delivery: datetime | None = None
@@ -63,7 +63,7 @@ class OrderOut(BaseModel):
     history: list[HistoryItem] = []
 
 
-@bp.put("/orders/<order_id>")
+@bp.put("/orders/<id:order_id>")
 @require("service", "admin")
 @body(OrderIn)
 @responds(200, OrderOut, "updated")
@@ -73,7 +73,7 @@ def put_order(order_id: str, me, payload: OrderIn):
     """Create or update an order."""
     with current_services().session() as session:
         order, created = orders.upsert_order(
-            session, check_id(order_id), customer_id=payload.customer_id,
+            session, order_id, customer_id=payload.customer_id,
             status=payload.status, carrier=payload.carrier,
             tracking_number=payload.tracking_number)
         session.flush()
@@ -82,16 +82,16 @@ def put_order(order_id: str, me, payload: OrderIn):
     return out, 201 if created else 200
 
 
-@bp.post("/orders/<order_id>/status")
+@bp.post("/orders/<id:order_id>/status")
 @require("service", "admin")
-@body(StatusIn)
+@body(OrderStatusIn)
 @responds(200, OrderOut, "the order after the change")
 @responds(409, None, "a transition the lifecycle forbids")
-def post_status(order_id: str, me, payload: StatusIn):
+def post_status(order_id: str, me, payload: OrderStatusIn):
     """Change an order's status (broadcast, notification, history)."""
     with current_services().session() as session:
         order = orders.change_status(
-            session, check_id(order_id), payload.status,
+            session, order_id, payload.status,
             location=payload.location.model_dump(exclude_none=True) if payload.location else None,
             estimated_delivery=payload.estimated_delivery,
             tracking_number=payload.tracking_number, notes=payload.notes, source="api")
@@ -100,13 +100,13 @@ def post_status(order_id: str, me, payload: StatusIn):
         return orders.order_json(order)
 
 
-@bp.get("/orders/<order_id>")
+@bp.get("/orders/<id:order_id>")
 @require()
 @responds(200, OrderOut, "the order with its status history")
 def get_order(order_id: str, me):
     """One order with its history (its customer, admin, the store's backend)."""
     with current_services().session() as session:
-        order = session.get(Order, check_id(order_id))
+        order = session.get(Order, order_id)
         if order is None or (me.role not in ("admin", "service") and order.customer_id != me.id):
             raise ApiError(404, "not_found", f"no order {order_id}")
         return orders.order_json(order)

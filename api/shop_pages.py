@@ -28,7 +28,7 @@ def index():
     return redirect("/shop/products/demo-tee")
 
 
-@bp.get("/products/<product_id>")
+@bp.get("/products/<id:product_id>")
 def product_page(product_id: str):
     """Product page: live stock and a reserve button with a countdown."""
     with current_app.extensions["switchboard"].session() as session:
@@ -37,7 +37,7 @@ def product_page(product_id: str):
     return render_template("shop/product.html", product_id=product_id, product_name=name)
 
 
-@bp.get("/orders/<order_id>")
+@bp.get("/orders/<id:order_id>")
 def order_page(order_id: str):
     """Order tracking page: the live status timeline (?sub=<customer id>)."""
     return render_template("shop/order.html", order_id=_id(order_id))

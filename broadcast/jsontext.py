@@ -1,10 +1,12 @@
 """JSON text as PROTOCOL.md section 2 accepts it, for HTTP bodies and WebSocket frames alike.
 
 The standard library parses more than the contract allows: nesting until
-the interpreter's recursion limit (then `RecursionError`, a 500), and `\\ud83d`
+the interpreter's recursion limit (then `RecursionError`, a 500), `\\ud83d`
 escapes that decode to a lone surrogate, a string that no UTF-8 encoder can
-write back (the reply that echoes it fails, and so does whoever stores it).
-`loads` refuses both with a `JsonRefused` that names what was wrong.
+write back (the reply that echoes it fails, and so does whoever stores it),
+`\\u0000`, which PostgreSQL cannot store, and NaN or 1e999, which no JSON
+encoder writes back. `loads` refuses each with a `JsonRefused` that names
+what was wrong.
 
 Both checks are skipped when the text cannot contain the problem: fewer
 brackets than the depth limit, no surrogate escape. So the common small body
@@ -18,9 +20,11 @@ from typing import Any
 
 MAX_DEPTH = 64
 
-# A `\u` escape of a UTF-16 surrogate (D800-DFFF); paired ones decode to one
-# character and pass the walk, lone ones do not.
-_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+# A `\u` escape of a UTF-16 surrogate (D800-DFFF), or of NUL: paired surrogates
+# decode to one character and pass the walk, lone ones do not; NUL is refused
+# because PostgreSQL stores no text that holds it (a body would pass here
+# and fail at the database, a 500).
+_SUSPECT_ESCAPE = re.compile(r"\\u(?:[dD][89a-fA-F]|0000)")
 
 
 class JsonRefused(ValueError):
@@ -47,7 +51,7 @@ def loads(text: str | bytes, max_depth: int = MAX_DEPTH) -> Any:
     except ValueError as exc:
         raise JsonRefused("invalid_json", f"not JSON: {exc}") from None
     deep = text.count("[") + text.count("{") > max_depth
-    if deep or _SURROGATE_ESCAPE.search(text):
+    if deep or _SUSPECT_ESCAPE.search(text):
         _check(value, max_depth)
     return value
 
@@ -56,12 +60,13 @@ def _refuse_constant(name: str) -> Any:
     raise JsonRefused("invalid_json", f"{name} is not JSON")
 
 
-def _finite_float(text: str) -> float:
+def _finite_float(text: str) -> float | int:
     value = float(text)
     if value in (_INF, -_INF):
         # 1e999: valid JSON text, but no JSON encoder can write the float back.
         raise JsonRefused("invalid_json", f"the number {text[:40]} is out of range")
-    return value
+    # JSON has one number type: 4.0 is the integer 4 (as JSON Schema's "integer" says).
+    return int(value) if value.is_integer() else value
 
 
 _INF = float("inf")
@@ -72,6 +77,8 @@ def _too_deep(max_depth: int) -> JsonRefused:
 
 
 def _check_string(value: str) -> None:
+    if "\x00" in value:
+        raise JsonRefused("invalid_string", "strings may not hold NUL (\\u0000)")
     if not value.isascii():
         try:
             value.encode("utf-8")

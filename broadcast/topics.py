@@ -8,7 +8,8 @@ from sqlalchemy.orm import Session
 from models import Conversation, Order
 
 _ID = r"[A-Za-z0-9_.:-]{1,64}"
-_TOPIC = re.compile(rf"^(user|conversation|product|order):({_ID})$|^(agents|admin)$")
+TOPIC_PATTERN = rf"^(user|conversation|product|order):({_ID})$|^(agents|admin)$"   # also in OpenAPI
+_TOPIC = re.compile(TOPIC_PATTERN)
 
 
 class TopicError(Exception):

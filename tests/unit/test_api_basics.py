@@ -196,3 +196,51 @@ def test_rate_limit_per_address_covers_every_user_behind_it(make_app):
     statuses = [client.post("/api/v1/broadcast", json={"topic": "admin", "event": "x"},
                             headers=bearer(f"a{i}", "admin")).status_code for i in range(5)]
     assert statuses == [202, 202, 202, 202, 429]
+
+
+def test_openapi_types_parameters_as_the_server_checks_them(client):
+    spec = client.get("/api/v1/openapi.json").get_json()
+    get_conv = spec["paths"]["/api/v1/conversations/{cid}"]["get"]
+    (cid,) = get_conv["parameters"]
+    assert cid["schema"]["pattern"] == "^[A-Za-z0-9_.:-]{1,64}$" and cid["schema"]["maxLength"] == 64
+    listing = {p["name"]: p for p in spec["paths"]["/api/v1/conversations"]["get"]["parameters"]}
+    assert listing["limit"]["schema"]["type"] == "integer"
+    assert listing["status"]["schema"]["enum"] == ["active", "waiting", "resolved", "archived"]
+    # Both status bodies are in the document, under their own names.
+    schemas = spec["components"]["schemas"]
+    assert "AgentStatusIn" in schemas and "OrderStatusIn" in schemas
+    for code in ("400", "401", "403", "404", "413", "429", "503"):
+        assert code in get_conv["responses"]
+    assert {"200", "201"} <= set(spec["paths"]["/api/v1/agents/{aid}"]["put"]["responses"])
+
+
+def test_a_path_id_outside_its_pattern_is_400_before_the_view(client):
+    assert_error(client.get("/api/v1/conversations/" + "x" * 65, headers=bearer()), 400, "invalid_id")
+    assert_error(client.get("/api/v1/notification-templates/Not-A-Type", headers=bearer("a", "admin")),
+                 400, "invalid_type")
+
+
+def test_two_models_of_one_name_cannot_both_be_documented(app):
+    from pydantic import BaseModel
+
+    from api.openapi import body, build_spec
+
+    class BroadcastIn(BaseModel):   # the name of the real body of POST /api/v1/broadcast
+        x: int
+
+    @body(BroadcastIn)
+    def clash(payload):
+        """A view whose body model reuses a documented name."""
+
+    app.add_url_rule("/clash", view_func=clash, methods=["POST"])
+    with pytest.raises(ValueError, match="two models are named BroadcastIn"):
+        build_spec(app)
+
+
+def test_bodies_are_validated_strictly(client):
+    body = {"topic": "admin", "event": "x", "ephemeral": "yes"}
+    assert_error(client.post("/api/v1/broadcast", json=body, headers=bearer()), 400, "validation_error")
+    ok = client.put("/api/v1/products/p1/stock", json={"quantity": 5.0}, headers=bearer())
+    assert ok.status_code == 200   # 5.0 is the integer 5 in JSON
+    assert_error(client.put("/api/v1/products/p1/stock", json={"quantity": False}, headers=bearer()),
+                 400, "validation_error")

@@ -123,7 +123,7 @@ def test_list_conversations_visibility_and_cursor(client, assigned):
     assert [c["id"] for c in active["conversations"]] == [assigned["id"]]
     assert active["conversations"][0]["unread_count"] == 1
     error(client.get("/api/v1/conversations?status=bogus", headers=h("cust-2")), 400)
-    error(client.get("/api/v1/conversations?cursor=@@", headers=h("cust-2")), 400, "invalid_cursor")
+    error(client.get("/api/v1/conversations?cursor=@@", headers=h("cust-2")), 400, "validation_error")
 
 
 def test_non_participants_get_403_and_unknown_404(client, assigned):

@@ -176,3 +176,24 @@ def test_unknown_product_and_reservation(client):
     assert client.delete("/api/v1/reservations/nope", headers=auth("s", "service")).status_code == 404
     assert client.post("/api/v1/reservations", json={"product_id": "x", "quantity": 1},
                        headers=auth("a", "agent")).status_code == 403
+
+
+def test_a_released_reservation_is_gone_for_get(client):
+    set_stock(client, "p-gone", 5)
+    resp = reserve(client, "p-gone", 2)
+    rid = resp.get_json()["reservation_id"]
+    url = f"/api/v1/reservations/{rid}"
+    assert client.get(url, headers=auth("c1", "customer")).get_json()["status"] == "held"
+    assert client.delete(url, headers=auth("c1", "customer")).status_code == 200
+    gone = client.get(url, headers=auth("c1", "customer"))
+    assert gone.status_code == 404 and gone.get_json()["error"]["code"] == "released"
+    assert client.delete(url, headers=auth("c1", "customer")).status_code == 200   # DELETE stays idempotent
+
+
+def test_on_hand_stock_never_passes_its_limit(client):
+    from actions.inventory import MAX_UNITS
+    set_stock(client, "p-big", MAX_UNITS)
+    resp = client.post("/api/v1/products/p-big/stock/adjust", headers=auth("store", "service"),
+                       json={"delta": 1, "change_type": "restock"})
+    assert resp.status_code == 409 and resp.get_json()["error"]["code"] == "stock_limit"
+    assert available(client, "p-big") == MAX_UNITS
