@@ -28,8 +28,10 @@ class Expiring(Protocol):
 
 
 class Deadlines:
-    def __init__(self, clock=time.time) -> None:
+    def __init__(self, clock=time.time, loop: bool = True) -> None:
+        """`loop=False`: no thread; the caller takes `due()` itself (tests)."""
         self._clock = clock
+        self._loop = loop
         self._heap: list[tuple[float, int, weakref.ref]] = []
         self._order = itertools.count()
         self._lock = threading.Lock()
@@ -41,7 +43,7 @@ class Deadlines:
         with self._lock:
             first = not self._heap or conn.expires_at < self._heap[0][0]
             heapq.heappush(self._heap, (conn.expires_at, next(self._order), weakref.ref(conn)))
-            if self._thread is None:
+            if self._thread is None and self._loop:
                 self._thread = threading.Thread(target=self._run, name="token-expiry", daemon=True)
                 self._thread.start()
         if first:

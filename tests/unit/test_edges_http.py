@@ -39,7 +39,8 @@ def _operations() -> list[tuple[str, str, dict]]:
 
 
 OPERATIONS = _operations()
-WITH_BODY = [(m, p, op) for m, p, op in OPERATIONS if "requestBody" in op]
+WITH_BODY = [(m, p, op) for m, p, op in OPERATIONS
+             if "application/json" in op.get("requestBody", {}).get("content", {})]
 
 
 def _url(path: str) -> str:
