@@ -13,44 +13,50 @@ import time
 
 from flask import Flask, g, request
 from flask_cors import CORS
+from gunicorn.app.base import BaseApplication
 
+import realtime.chat_commands  # noqa: F401  (registers the chat's WebSocket commands)
+from api import broadcast as broadcast_api
+from api import (chat, chat_pages, dev, inventory, notification_pages, notifications, ops, orders,
+                 shop_pages, stats)
+from api.edges import MAX_BODY_BYTES, BodyLimit, StrictJSONProvider
+from api.errors import register_error_handlers
+from api.ids import CONVERTERS
+from api.ratelimit import init_rate_limits
+from broadcast.metrics import HTTP_LATENCY
+from demo_data import seed_all
+from models import make_engine, make_session_factory, session_scope
+from models.migrate import upgrade
+from realtime import streams
+from realtime.websocket import WebSocketEndpoint
+from services import Services, start_loops
 from settings import Settings
+from tasks import start_embedded_worker
 
 
 def create_app(settings: Settings | None = None, *, background: bool = True,
                **overrides) -> Flask:
     """Build the app. `background=False` skips the loops and the embedded worker (tests)."""
-    from api import broadcast as broadcast_api
-    from api import (chat, chat_pages, inventory, notification_pages, notifications, ops, orders,
-                     shop_pages, stats)
-    from api.edges import MAX_BODY_BYTES, BodyLimit, StrictJSONProvider
-    from api.errors import register_error_handlers
-    from api.ids import CONVERTERS
-    from api.ratelimit import init_rate_limits
-    from broadcast import views as realtime
-    from broadcast.metrics import HTTP_LATENCY
-    from services import Services, start_loops
-
     settings = settings or Settings.from_env(**overrides)
     app = Flask(__name__, static_folder="static", template_folder="templates")
     app.config.update(MAX_CONTENT_LENGTH=MAX_BODY_BYTES, SB_SETTINGS=settings, JSON_SORT_KEYS=False)
     app.json = StrictJSONProvider(app)
-    app.wsgi_app = BodyLimit(app.wsgi_app)
-
     services = Services.build(settings)
     services.start_hub()
     app.extensions["switchboard"] = services
+    # Outermost first: the body limit, then WebSocket upgrades of /ws (never a
+    # Flask request), then Flask.
+    app.wsgi_app = BodyLimit(WebSocketEndpoint(app.wsgi_app, services))
 
     app.url_map.converters.update(CONVERTERS)
     register_error_handlers(app)
     CORS(app, resources={r"/api/*": {"origins": list(settings.allowed_origins)}},
          supports_credentials=False, expose_headers=["Retry-After"])
     init_rate_limits(app, settings, services.redis)
-    for bp in (ops.bp, realtime.bp, broadcast_api.bp, stats.bp, chat.bp, chat_pages.bp,
+    for bp in (ops.bp, streams.bp, broadcast_api.bp, stats.bp, chat.bp, chat_pages.bp,
                notifications.bp, notification_pages.bp, orders.bp, inventory.bp, shop_pages.bp):
         app.register_blueprint(bp)
     if not settings.production:
-        from api import dev
         app.register_blueprint(dev.bp)
 
     @app.before_request
@@ -73,7 +79,6 @@ def create_app(settings: Settings | None = None, *, background: bool = True,
     if background:
         start_loops(services)
         if settings.embedded:
-            from tasks import start_embedded_worker
             start_embedded_worker()
             # Seeded here, in the serving process, so the tasks that seeding
             # queues reach this process's in-memory broker.
@@ -82,8 +87,6 @@ def create_app(settings: Settings | None = None, *, background: bool = True,
 
 
 def _seed_demo(settings: Settings) -> None:
-    from demo_data import seed_all
-    from models import make_engine, make_session_factory, session_scope
     engine = make_engine(settings.database_url)
     with session_scope(make_session_factory(engine)) as session:
         seed_all(session)
@@ -92,10 +95,6 @@ def _seed_demo(settings: Settings) -> None:
 
 def serve() -> None:
     """Embedded mode: migrate, then gunicorn with one gevent worker in the foreground."""
-    from gunicorn.app.base import BaseApplication
-
-    from models.migrate import upgrade
-
     settings = Settings.from_env()
     upgrade(settings.database_url)
 

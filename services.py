@@ -1,7 +1,9 @@
-"""The process's shared parts: database, bus, hub, presence, Celery.
+"""The wiring: builds the process's parts and starts what runs in the background.
 
 Built once per process: by the app factory in a web process, lazily in a
-Celery worker process (after the fork), by fixtures in tests.
+Celery worker process (after the fork), by fixtures in tests. Each part is
+made elsewhere (the bus and hub in broadcast/, presence in realtime/, the
+database in models/); this module only puts them together.
 """
 from __future__ import annotations
 
@@ -9,16 +11,26 @@ import logging
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
+import redis
 from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, sessionmaker
 
 import broadcast
+from actions.presence import announce_many
 from broadcast.bus import Bus, MemoryBus
+from broadcast.hub import Hub
+from broadcast.metrics import on_delivered
+from broadcast.presence import MemoryPresence, RedisPresence
+from broadcast.redis_bus import RedisBus
+from broadcast.throttle import LocalThrottle, RedisThrottle
 from models import User, make_engine, make_session_factory, session_scope, utcnow
+from realtime.announcer import Announcer
+from realtime.presence import Presence
+from realtime.websocket import keep_alive
 from settings import Settings
 
 log = logging.getLogger(__name__)
@@ -100,11 +112,10 @@ class Services:
     sessions: sessionmaker[Session]
     bus: Bus
     users: UserRegistry
-    presence: object = None
-    hub: object = None
-    redis: object = None
-    background: list = field(default_factory=list)
-    announcer: object = None
+    presence: Presence | None = None
+    hub: Hub | None = None
+    redis: redis.Redis | None = None
+    announcer: Announcer | None = None
     throttle: object = None   # at most once per interval per key (broadcast/throttle.py)
     autocommit_sessions: sessionmaker[Session] | None = None
 
@@ -127,21 +138,16 @@ class Services:
             {"pool_size": settings.db_pool_size, "max_overflow": settings.db_max_overflow}))
         sessions = make_session_factory(engine)
         client = None
+        if settings.redis_url:
+            # Waits for a free connection instead of failing when a burst
+            # of connects needs more than the pool holds.
+            client = redis.Redis(connection_pool=redis.BlockingConnectionPool.from_url(
+                settings.redis_url, max_connections=64, timeout=20))
         if bus is None:
-            if settings.redis_url:
-                import redis
-
-                from broadcast.redis_bus import RedisBus
-                bus = RedisBus(settings.redis_url, settings.redis_prefix,
-                               settings.history_min_events, settings.history_min_seconds,
-                               settings.history_idle_ttl_seconds)
-                # Waits for a free connection instead of failing when a burst
-                # of connects needs more than the pool holds.
-                client = redis.Redis(connection_pool=redis.BlockingConnectionPool.from_url(
-                    settings.redis_url, max_connections=64, timeout=20))
-            else:
-                bus = MemoryBus(settings.history_min_events, settings.history_min_seconds)
-        from broadcast.throttle import LocalThrottle, RedisThrottle
+            bus = (RedisBus(settings.redis_url, settings.redis_prefix, settings.history_min_events,
+                            settings.history_min_seconds, settings.history_idle_ttl_seconds)
+                   if settings.redis_url else
+                   MemoryBus(settings.history_min_events, settings.history_min_seconds))
         throttle = (RedisThrottle(client, settings.redis_prefix + "once:") if client is not None
                     else LocalThrottle())
         services = cls(settings=settings, sessions=sessions, bus=bus,
@@ -153,16 +159,19 @@ class Services:
         return services
 
     def start_hub(self) -> None:
-        """The web process's side: hub, presence, heartbeats (not for workers)."""
-        from broadcast.hub import Hub
-        from broadcast.metrics import on_delivered
-        from broadcast.presence import MemoryPresence, RedisPresence
+        """The web process's side: the hub and presence (not for workers)."""
         self.hub = Hub(self.bus, on_delivered=on_delivered)
-        if self.redis is not None:
-            self.presence = RedisPresence(self.redis, self.settings.redis_prefix,
-                                          self.settings.presence_ttl_seconds)
-        else:
-            self.presence = MemoryPresence()
+        store = (RedisPresence(self.redis, self.settings.redis_prefix, self.settings.presence_ttl_seconds)
+                 if self.redis is not None else MemoryPresence())
+        self.presence = Presence(store, self.announce, self.settings.max_connections_per_user)
+
+    def announce(self, user_id: str, online: bool) -> None:
+        """Publish a presence change: queued in a web process with its loops, else at once."""
+        if self.announcer is not None:
+            self.announcer.put(user_id, online)
+            return
+        with self.session() as session:
+            announce_many(session, [(user_id, online)], self.settings.agent_grace_seconds)
 
 
 _current: Services | None = None
@@ -194,63 +203,10 @@ def get_services() -> Services:
     return _current
 
 
-def announce(services: Services, user_id: str, online: bool) -> None:
-    """Publish a presence change: queued in a web process with loops, else at once."""
-    if services.announcer is not None:
-        services.announcer.put(user_id, online)
-        return
-    from actions.presence import announce as announce_in
-    try:
-        with services.session() as session:
-            announce_in(session, user_id, online)
-    except Exception:  # noqa: BLE001 - presence is best effort; the connection goes on
-        log.exception("presence announcement for %s failed", user_id)
-
-
-Services.announce = announce  # type: ignore[attr-defined]
-
-
 def start_loops(services: Services) -> None:
-    """Background greenlets of a web process: presence lease and reaper, WebSocket heartbeats."""
-    import time
-
-    from broadcast.ws import PING_FRAME
-
-    from actions.presence import announce_many
-    from broadcast.announcer import Announcer
-
-    services.announcer = Announcer(services.session, announce_many)
-    hb = services.settings.heartbeat_seconds
-    lease = max(1.0, services.settings.presence_ttl_seconds / 3)
-
-    def presence_loop() -> None:
-        while True:
-            try:
-                if services.presence.heartbeat():
-                    # Reaped while alive (or just started): count what is open again.
-                    from broadcast.views import open_connections_per_user
-                    for user_id in services.presence.restore(open_connections_per_user()):
-                        announce(services, user_id, True)
-                for user_id in services.presence.reap():
-                    announce(services, user_id, False)
-            except Exception:  # noqa: BLE001
-                log.exception("presence upkeep failed")
-            time.sleep(lease)
-
-    def heartbeat_loop() -> None:
-        # One loop for all sockets: no timer per connection.
-        while True:
-            time.sleep(hb)
-            stale = time.monotonic() - 2.5 * hb
-            for conn in tuple(services.hub.connections):
-                if conn.transport != "ws":
-                    continue
-                if conn.last_seen < stale:
-                    conn._abort()
-                else:
-                    conn.write(PING_FRAME)
-
-    for target in (presence_loop, heartbeat_loop):
-        t = threading.Thread(target=target, name=target.__name__, daemon=True)
-        t.start()
-        services.background.append(t)
+    """The web process's background work, each part next to what it keeps alive."""
+    grace = services.settings.agent_grace_seconds
+    services.announcer = Announcer(
+        services.session, lambda session, changes: announce_many(session, changes, grace))
+    services.presence.run_upkeep(max(1.0, services.settings.presence_ttl_seconds / 3))
+    keep_alive(services.hub, services.settings.heartbeat_seconds)

@@ -1,13 +1,13 @@
-"""The one shape of a refused operation; the HTTP layer maps it once (api/errors.py)."""
+"""Refusals of the domain: `DomainError(status, code, message, **details)` (refusals.py)."""
 from __future__ import annotations
 
 from typing import Any
 
+from refusals import Refusal
 
-class DomainError(Exception):
-    """A refused operation: HTTP `status`, snake_case `code`, readable `message`, and
-    `details` for the error body (omitted when empty)."""
+
+class DomainError(Refusal):
+    """A refused operation; keyword arguments become the error body's `details`."""
 
     def __init__(self, status: int, code: str, message: str, **details: Any) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message, self.details = status, code, message, details
+        super().__init__(status, code, message, details=details)

@@ -48,8 +48,7 @@ def presence_topics(session: Session, user_id: str) -> list[str]:
     return presence_topics_many(session, [user_id])[user_id]
 
 
-def announce_many(session: Session, changes: list[tuple[str, bool]],
-                  grace_seconds: float | None = None) -> None:
+def announce_many(session: Session, changes: list[tuple[str, bool]], grace_seconds: float) -> None:
     """Publish each change in order; an agent's dropped connection also stops new assignments
     until they are back (their conversations wait out the grace period).
 
@@ -60,9 +59,6 @@ def announce_many(session: Session, changes: list[tuple[str, bool]],
     if not changes:
         return
     topics = presence_topics_many(session, (uid for uid, _ in changes))
-    if grace_seconds is None:
-        from services import get_services
-        grace_seconds = get_services().settings.agent_grace_seconds
     for user_id, online in changes:
         event = "user:online" if online else "user:offline"
         data = {"user_id": user_id, "timestamp": datetime.now(timezone.utc).isoformat()}
@@ -70,8 +66,3 @@ def announce_many(session: Session, changes: list[tuple[str, bool]],
             publish(topic, event, data, ephemeral=True, session=session)
         if "agents" in topics[user_id]:
             connection_changed(session, user_id, online, grace_seconds)
-
-
-def announce(session: Session, user_id: str, online: bool,
-             grace_seconds: float | None = None) -> None:
-    announce_many(session, [(user_id, online)], grace_seconds)

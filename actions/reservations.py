@@ -7,7 +7,7 @@ reservation leaves `held` exactly once, whoever (commit, release, the ETA
 task, the beat sweep, a hold reclaiming space) gets there first.
 
 On PostgreSQL a hold first goes with the other holds that arrive meanwhile
-in this process (`actions/group_commit.py`): one autocommit statement takes
+in this process (`group_commit.py`): one autocommit statement takes
 the whole batch (a conditional UPDATE of each level and the INSERTs that go
 with it), so a level's row lock lasts as long as PostgreSQL takes to run it,
 not a network round trip or a busy process's turn longer, and one commit
@@ -35,7 +35,7 @@ from sqlalchemy import Connection, Engine, select, text, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
-from actions.group_commit import GroupCommit
+from group_commit import GroupCommit
 from actions.inventory import (HELD, InventoryError, LevelKey, change_events, level_available,
                                lock_level, record_change, variant_available)
 from broadcast import publish, publish_many

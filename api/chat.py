@@ -1,6 +1,7 @@
 """HTTP API for chat (PROTOCOL.md section 4). Thin: parse, authorise, call the actions.
 
-The WebSocket `emit` commands at the end call the same actions.
+The WebSocket `emit` commands (realtime/chat_commands.py) take the same models
+and call the same actions.
 """
 from __future__ import annotations
 
@@ -9,18 +10,16 @@ from datetime import datetime, timedelta, timezone
 from typing import Annotated, Any, Literal
 
 from flask import Blueprint, Response, request
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.exc import IntegrityError
 
 from actions import chat, chat_agents, routing
-from actions.errors import DomainError
 from actions.chat_storage import storage_for
 from api.auth import require
 from api.errors import ApiError
 from api.ids import ID
-from api.openapi import _validation_message, body, multipart, query, responds
+from api.openapi import body, multipart, query, responds
 from api.stats import stats_section
-from broadcast.commands import CommandError, command
 from services import current_services
 
 bp = Blueprint("chat", __name__, url_prefix="/api/v1")
@@ -465,85 +464,3 @@ def delete_canned(me, shortcut: str):
 @stats_section("chat")
 def _chat_stats(session):
     return chat_agents.chat_stats(session)
-
-
-# ---- the same commands over WebSocket `emit` ------------------------------------------------
-
-def _cmd(fn: Callable[[Any], Any], retry_conflict: bool = False) -> Any:
-    try:
-        return run(fn, retry_conflict)
-    except (ApiError, DomainError) as exc:
-        raise CommandError(exc.code, exc.message, exc.status) from None
-
-
-def _parse(model: type[BaseModel], data: dict) -> Any:
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        message, _ = _validation_message(exc)
-        raise CommandError("validation_error", message, 400) from None
-
-
-class ConvRef(BaseModel):
-    conversation_id: str = Id
-
-
-class SendCmd(MessageIn):
-    conversation_id: str = Id
-
-
-class ReceiptCmd(Strict):
-    message_id: str = Id
-    conversation_id: str | None = Field(default=None, min_length=1, max_length=64, pattern=ID)
-
-
-@command("message:send")
-def cmd_send(me, data: dict) -> dict:
-    p = _parse(SendCmd, data)
-    try:
-        msg, created = send(me, p.conversation_id, p)
-    except (ApiError, DomainError) as exc:
-        raise CommandError(exc.code, exc.message, exc.status) from None
-    return {**msg, "duplicate": not created}
-
-
-@command("message:read")
-def cmd_read(me, data: dict) -> dict:
-    p = _parse(ReceiptCmd, data)
-    return _cmd(lambda s: chat.mark_read(s, me, p.message_id, p.conversation_id), True)
-
-
-@command("message:delivered")
-def cmd_delivered(me, data: dict) -> dict:
-    p = _parse(ReceiptCmd, data)
-    return _cmd(lambda s: chat.mark_delivered(s, me, p.message_id, p.conversation_id), True)
-
-
-@command("user:typing")
-def cmd_typing(me, data: dict) -> dict:
-    p = _parse(ConvRef, data)
-    services = current_services()
-    return _cmd(lambda s: chat.typing(s, me, p.conversation_id,
-                                      services.settings.typing_throttle_seconds, services.throttle))
-
-
-@command("conversation:join")
-def cmd_join(me, data: dict) -> dict:
-    p = _parse(ConvRef, data)
-    return _cmd(lambda s: chat.join(s, me, p.conversation_id))
-
-
-@command("conversation:leave")
-def cmd_leave(me, data: dict) -> dict:
-    p = _parse(ConvRef, data)
-    return _cmd(lambda s: chat.leave(s, me, p.conversation_id))
-
-
-@command("agent:available")
-def cmd_available(me, data: dict) -> dict:
-    if me.role != "agent":
-        raise CommandError("forbidden", "only agents set their status", 403)
-    p = _parse(AgentStatusIn, data)
-    grace = current_services().settings.agent_grace_seconds
-    return _cmd(lambda s: chat_agents.agent_json(chat_agents.set_status(
-        s, me.id, p.status, name=me.name, grace_seconds=grace, create=True)))

@@ -1,4 +1,8 @@
-"""One error shape everywhere: {"error": {"code", "message"}} (PROTOCOL.md section 2)."""
+"""One error shape everywhere: {"error": {"code", "message"}} (PROTOCOL.md section 2).
+
+Every refusal (refusals.py) is answered here, by one handler; so are
+werkzeug's own HTTP errors, dependency outages (503) and anything unexpected.
+"""
 from __future__ import annotations
 
 import logging
@@ -7,7 +11,7 @@ from flask import Flask, jsonify
 from werkzeug.exceptions import HTTPException
 
 import outages
-from actions.errors import DomainError
+from refusals import Refusal
 
 log = logging.getLogger(__name__)
 
@@ -17,13 +21,12 @@ _CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_f
           500: "internal_error", 503: "unavailable"}
 
 
-class ApiError(Exception):
+class ApiError(Refusal):
+    """A refusal of the HTTP layer (a bad parameter, a missing token, a forbidden role)."""
+
     def __init__(self, status: int, code: str, message: str, headers: dict | None = None,
                  details: object = None) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
-        self.headers = headers or {}
-        self.details = details
+        super().__init__(status, code, message, details=details, headers=headers)
 
 
 def error_body(code: str, message: str, details: object = None) -> dict:
@@ -34,13 +37,9 @@ def error_body(code: str, message: str, details: object = None) -> dict:
 
 
 def register_error_handlers(app: Flask) -> None:
-    @app.errorhandler(DomainError)
-    def _domain_error(exc: DomainError):
-        return jsonify(error_body(exc.code, exc.message, exc.details or None)), exc.status
-
-    @app.errorhandler(ApiError)
-    def _api_error(exc: ApiError):
-        return jsonify(error_body(exc.code, exc.message, exc.details)), exc.status, exc.headers
+    @app.errorhandler(Refusal)
+    def _refusal(exc: Refusal):
+        return jsonify(exc.body()), exc.status, exc.headers
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException):

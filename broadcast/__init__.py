@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from broadcast.bus import Bus, Outgoing
+from broadcast.metrics import EVENTS_PUBLISHED
 from models.session import after_commit_batch
 
 _bus: Bus | None = None
@@ -23,9 +24,7 @@ def use_bus(bus: Bus | None) -> None:
 
 def get_bus() -> Bus:
     if _bus is None:
-        from services import get_services
-        get_services()  # builds the process's services from the environment
-    assert _bus is not None
+        raise RuntimeError("no bus yet: the wiring sets it (services.Services.build)")
     return _bus
 
 
@@ -44,7 +43,6 @@ def publish_many(events: list[Outgoing]) -> list[str | None]:
     """Publish now, in order, in one call to the bus; their cursors."""
     if not events:
         return []
-    from broadcast.metrics import EVENTS_PUBLISHED
     for e in events:
         EVENTS_PUBLISHED.labels(event=e.event.split(":")[0]).inc()
     return get_bus().publish_many(events)

@@ -48,6 +48,7 @@ class Connection:
     """What the hub needs of a transport (WebSocket, SSE, long-poll)."""
 
     transport = "unknown"
+    __slots__ = ("user", "expires_at", "positions", "held", "__weakref__")
 
     def __init__(self, user: Any, expires_at: float = math.inf) -> None:
         self.user = user

@@ -25,6 +25,7 @@ redis.call('ZADD', KEYS[3], ARGV[2], ARGV[3])
 return redis.call('HINCRBY', KEYS[1], ARGV[1], 1)
 """
 
+# KEYS: counts, this process's hash, leases. ARGV: user.
 _DISCONNECT = """
 if redis.call('HINCRBY', KEYS[2], ARGV[1], -1) <= 0 then redis.call('HDEL', KEYS[2], ARGV[1]) end
 local n = redis.call('HINCRBY', KEYS[1], ARGV[1], -1)
@@ -72,28 +73,26 @@ class MemoryPresence:
         self.counts: dict[str, int] = {}
         self._lock = threading.Lock()
 
-    def connect(self, user_id: str, limit: int) -> int:
-        """Count a connection of `user_id`, who may hold at most `limit` at once.
-
-        The user's open connections with this one (1: they just came online),
-        or 0 when they already hold `limit` and this one is not counted.
-        """
+    def apply_many(self, changes: list[tuple[str, int | None]]) -> list[int]:
+        """Count connections and disconnections, in order; see `RedisPresence.apply_many`."""
+        out = []
         with self._lock:
-            n = self.counts.get(user_id, 0)
-            if n >= limit:
-                return 0
-            self.counts[user_id] = n + 1
-            return n + 1
-
-    def disconnect(self, user_id: str) -> bool:
-        """Uncount a connection; True when the user just went offline."""
-        with self._lock:
-            n = self.counts.get(user_id, 0) - 1
-            if n <= 0:
-                self.counts.pop(user_id, None)
-                return True
-            self.counts[user_id] = n
-            return False
+            for user_id, limit in changes:
+                n = self.counts.get(user_id, 0)
+                if limit is None:
+                    n -= 1
+                elif n >= limit:
+                    out.append(0)
+                    continue
+                else:
+                    n += 1
+                if n <= 0:
+                    self.counts.pop(user_id, None)
+                    n = 0
+                else:
+                    self.counts[user_id] = n
+                out.append(n)
+        return out
 
     def is_online(self, user_id: str) -> bool:
         return user_id in self.counts
@@ -117,6 +116,7 @@ class RedisPresence:
         self.counts_key = f"{prefix}pr:counts"
         self.leases_key = f"{prefix}pr:leases"
         self.proc_prefix = f"{prefix}pr:proc:"
+        self._loaded = False
         self._connect = client.register_script(_CONNECT)
         self._disconnect = client.register_script(_DISCONNECT)
         self._reap = client.register_script(_REAP)
@@ -128,12 +128,36 @@ class RedisPresence:
     def _expiry(self) -> int:
         return int(time.time() * 1000) + self.ttl_ms
 
-    def connect(self, user_id: str, limit: int) -> int:
-        return int(self._connect(keys=self._keys(),
-                                 args=[user_id, self._expiry(), self.instance, limit]))
+    def apply_many(self, changes: list[tuple[str, int | None]]) -> list[int]:
+        """Count connections (`(user, limit)`) and disconnections (`(user, None)`), in order,
+        in one round trip. Each result is the user's open connections after it; a
+        connection refused for the limit is 0 and not counted (1 after a connect: the
+        user just came online; 0 after a disconnect: they just went offline)."""
+        keys, expiry = self._keys(), self._expiry()
+        if not self._loaded:
+            self._load_scripts()
+        try:
+            return self._apply(keys, expiry, changes)
+        except redis.exceptions.NoScriptError:
+            # Redis restarted (its script cache with it): every EVALSHA failed alike,
+            # nothing ran, so the batch may run again. Both scripts are loaded
+            # together, so a batch never finds one and not the other.
+            self._load_scripts()
+            return self._apply(keys, expiry, changes)
 
-    def disconnect(self, user_id: str) -> bool:
-        return int(self._disconnect(keys=self._keys(), args=[user_id])) == 0
+    def _load_scripts(self) -> None:
+        self.redis.script_load(_CONNECT)
+        self.redis.script_load(_DISCONNECT)
+        self._loaded = True
+
+    def _apply(self, keys: list[str], expiry: int, changes) -> list[int]:
+        with self.redis.pipeline(transaction=False) as pipe:
+            for user_id, limit in changes:
+                if limit is None:
+                    pipe.evalsha(self._disconnect.sha, 3, *keys, user_id)
+                else:
+                    pipe.evalsha(self._connect.sha, 3, *keys, user_id, expiry, self.instance, limit)
+            return [int(r) for r in pipe.execute()]
 
     def is_online(self, user_id: str) -> bool:
         return int(self.redis.hget(self.counts_key, user_id) or 0) > 0

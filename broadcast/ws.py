@@ -1,18 +1,24 @@
-"""`GET /ws`: the WebSocket transport, one greenlet and one socket per client.
+"""The WebSocket transport: one socket per client, and no greenlet while it is idle.
 
-The handshake and the client's frames go through wsproto; frames to the
-client are written straight to the socket: an event's frame is built once
-(`Event.ws_bytes`) and the same bytes go to every subscriber. A write that
-would block is parked in the connection's bounded outbox and drained by a
-greenlet that exists only while the outbox is non-empty, so an idle
-connection costs one greenlet and one file descriptor (flask-sock's
-simple-websocket under gevent costs two of each: DESIGN.md's trap).
+The connection owns its socket once the handshake is done (realtime/websocket.py
+takes it over from gunicorn): a read watcher on the event loop calls
+`_on_readable` when bytes arrive, the frames are decoded there
+(broadcast/wsframes.py), and the client's ops go to a greenlet that exists
+only while there are ops to run. Frames to the client are written straight to
+the non-blocking socket: an event's frame is built once (`Event.ws_bytes`)
+and the same bytes go to every subscriber; what the kernel does not take
+waits in a bounded outbox, written out by a write watcher. An idle connection
+is a socket, a watcher and this object (BENCHMARKS.md, issue 11: a greenlet
+parked in `recv` cost 8.8 KiB of saved stack per connection, the request it
+came from more).
+
+Everything here runs on the gevent loop's thread: callbacks never block,
+and a connection is touched by one greenlet at a time.
 """
 from __future__ import annotations
 
 import logging
 import math
-import socket
 import time
 from collections import deque
 from collections.abc import Callable
@@ -20,75 +26,90 @@ from typing import Any
 
 import gevent
 import gevent.event
-import gevent.socket
-from wsproto import ConnectionType, WSConnection
-from wsproto.events import (AcceptConnection, BytesMessage, CloseConnection, Ping, Request,
-                             TextMessage)
 
-from broadcast.events import Event, dumps, utf8, ws_text_header
+from broadcast.events import Event, dumps, utf8
 from broadcast.hub import Connection, Replay
 from broadcast.metrics import CLOSED
 from broadcast.ratelimit import TokenBucket
+from broadcast.wsframes import (BINARY, CLOSE, PING, PING_FRAME, TEXT, TOO_LARGE, FrameDecoder,
+                                ProtocolError, close_frame, control_frame, text_header)
 
 log = logging.getLogger(__name__)
 
-PING_FRAME = b"\x89\x00"
-_CLOSE_REASONS = {1013: "outbox_full", 1008: "flood", 1000: "normal", 1011: "server_error",
-                  4001: "token_expired"}
 TOKEN_EXPIRED = 4001
+_CLOSE_REASONS = {1013: "outbox_full", 1008: "flood", 1000: "normal", 1011: "server_error",
+                  TOKEN_EXPIRED: "token_expired", 1002: "protocol_error", 1007: "protocol_error",
+                  1001: "going_away"}
+_READ, _WRITE = 1, 2
+# A close frame sent, how long the client has to answer before the socket is shut anyway.
+_CLOSE_WAIT_S = 2.0
+
+__all__ = ["PING_FRAME", "TOKEN_EXPIRED", "WebSocketConnection", "text_frame"]
 
 
 def text_frame(obj: Any) -> bytes:
     payload = utf8(dumps(obj))
-    return ws_text_header(len(payload)) + payload
+    return text_header(len(payload)) + payload
 
 
-def close_frame(code: int, reason: str = "") -> bytes:
-    payload = code.to_bytes(2, "big") + reason.encode()[:120]
-    return bytes([0x88, len(payload)]) + payload
-
-
-def raw_socket(environ: dict) -> socket.socket | None:
-    """The client's socket, taken over from the WSGI server without dup()."""
-    sock = environ.get("gunicorn.socket")
-    if sock is not None:
-        return sock
-    wsgi_input = environ.get("wsgi.input")
-    rfile = getattr(wsgi_input, "rfile", None)
-    raw = getattr(rfile, "raw", None)
-    return getattr(raw, "_sock", None)
+OnText = Callable[["WebSocketConnection", str], None]
 
 
 class WebSocketConnection(Connection):
     transport = "ws"
+    __slots__ = ("sock", "fd", "outbox_limit", "bucket", "decoder", "last_seen", "closed",
+                 "upgraded", "on_text", "on_close", "_outbox", "_reader", "_writer", "_timer",
+                 "_ops", "_worker", "_drained", "_closing", "_finished")
 
-    def __init__(self, user: Any, sock: socket.socket, *, outbox_limit: int,
-                 max_frame_bytes: int, rate: float, burst: int,
-                 expires_at: float = math.inf) -> None:
+    def __init__(self, user: Any, sock: Any, *, outbox_limit: int, max_frame_bytes: int,
+                 rate: float, burst: int, expires_at: float = math.inf,
+                 on_text: OnText, on_close: Callable[["WebSocketConnection"], None]) -> None:
+        """`sock`: a non-blocking socket object (`_socket.socket`) this connection now owns.
+
+        `on_text(conn, text)` runs each text message in order, on a greenlet of
+        its own (it may block; it must not raise). `on_close(conn)` runs once,
+        on a greenlet, when the connection has ended.
+        """
         super().__init__(user, expires_at)
         self.sock = sock
-        # Plain gevent sockets only: under TLS the wrapper must do the writing.
-        self.direct = type(sock) is gevent.socket.socket
-        self.outbox: deque[memoryview] = deque()
+        self.fd = sock.fileno()
         self.outbox_limit = outbox_limit
-        self.max_frame_bytes = max_frame_bytes
         self.bucket = TokenBucket(rate, burst)
-        # Until serve() has written the handshake response, frames (a heartbeat
-        # ping, an event of the user topic joined before serve) wait in the
-        # outbox: nothing may reach the socket before the 101.
-        self.flushing = True
-        self._drained: gevent.event.Event | None = None   # made by a paced replay only
-        self.upgraded = False
-        self.closed = False
+        self.decoder = FrameDecoder(max_frame_bytes)
         self.last_seen = time.monotonic()
+        self.closed = False
+        # Until `start` writes the 101, frames (a heartbeat ping, an event of
+        # the user topic joined during the handshake) wait in the outbox.
+        self.upgraded = False
+        self.on_text, self.on_close = on_text, on_close
+        # A list, not a deque: it is almost always empty (56 bytes, a deque 624).
+        self._outbox: list[memoryview] = []
+        self._reader = self._writer = self._timer = None
+        self._ops: deque[str] | None = None
+        self._worker = None
+        self._drained: gevent.event.Event | None = None   # made by a paced replay only
+        self._closing = False
+        self._finished = False
 
-    # writing
+    # -- the handshake is done -------------------------------------------------------------
+
+    def start(self, handshake: bytes) -> None:
+        """Write the 101 (`handshake`) and what waited for it, then read."""
+        self._outbox.insert(0, memoryview(handshake))
+        self.upgraded = True
+        self._flush()
+        if not self._finished:
+            self._reader = gevent.get_hub().loop.io(self.fd, _READ)
+            self._reader.start(self._on_readable)
+
+    # -- writing ---------------------------------------------------------------------------
+
     def send_event(self, ev: Event) -> None:
         self.write(ev.ws_bytes)
 
     def send_events(self, events: list[Event]) -> None:
-        """Several events' frames with one system call (the queueing is per frame, as in write)."""
-        if self.closed or self.flushing:
+        """Several events' frames with one system call; the outbox bound counts frames."""
+        if self.closed or self._outbox or not self.upgraded:
             for ev in events:
                 self.write(ev.ws_bytes)
             return
@@ -97,40 +118,18 @@ class WebSocketConnection(Connection):
         sent = self._send_now(data)
         if sent is None or sent == len(data):
             return
-        # Queue the unsent rest frame by frame, so the outbox limit counts frames.
-        view = memoryview(data)
-        start = 0
+        view, start = memoryview(data), 0
         for frame in frames:
             end = start + len(frame)
             if end > sent:
-                if not self.flushing:
-                    self.outbox.append(view[max(start, sent):end])
-                    self.flushing = True
-                    gevent.spawn(self._flush)
-                else:
-                    self.write(frame)
+                self._outbox.append(view[max(start, sent):end])
             start = end
+        self._want_write()
 
     def send_replayed(self, events: list[Event]) -> None:
         # One chunk for the page: a replay is paced (`pace`), not bounded by the outbox.
         if events:
             self.write(b"".join(ev.ws_bytes for ev in events), bounded=False)
-
-    def pace(self, replay: Replay) -> None:
-        gevent.spawn(self._pace, replay)
-
-    def _pace(self, replay: Replay) -> None:
-        """Read the replay on, a page each time the client has taken what was written."""
-        try:
-            while not self.closed and replay.step():
-                while self.flushing and not self.closed:
-                    if self._drained is None:
-                        self._drained = gevent.event.Event()
-                    self._drained.clear()
-                    self._drained.wait(5.0)
-        except Exception:  # noqa: BLE001 - a failed replay ends this connection, not the process
-            log.exception("replay of %s failed", replay.topic)
-            self.fail()
 
     def send(self, obj: Any) -> None:
         self.write(text_frame(obj))
@@ -139,97 +138,141 @@ class WebSocketConnection(Connection):
         """Queue or write `data` without ever waiting: the hub calls this for every subscriber."""
         if self.closed:
             return
-        if self.flushing:
-            if bounded and len(self.outbox) >= self.outbox_limit:
+        if self._outbox or not self.upgraded:
+            if bounded and len(self._outbox) >= self.outbox_limit:
                 self.close(1013, "outbox full, resume with since")
                 return
-            self.outbox.append(memoryview(data))
+            self._outbox.append(memoryview(data))
             return
         sent = self._send_now(data)
         if sent is not None and sent < len(data):
-            self.outbox.append(memoryview(data)[sent:])
-            self.flushing = True
-            gevent.spawn(self._flush)
+            self._outbox.append(memoryview(data)[sent:])
+            self._want_write()
 
-    def _send_now(self, data: bytes) -> int | None:
-        """What the kernel takes of `data` now; None when the socket failed (then aborted).
-
-        Calls the non-blocking OS socket under gevent's wrapper directly: this
-        runs once per subscriber per event, and must never wait anyway.
-        """
+    def _send_now(self, data) -> int | None:
+        """What the kernel takes of `data` now; None when the socket failed (then ended)."""
         try:
-            if self.direct:
-                return self.sock._sock.send(data)
-            return self.sock.send(data, 0, timeout=0.0)
+            return self.sock.send(data)
         except BlockingIOError:
             return 0
-        except OSError as exc:
-            if exc.errno in (11, 35):  # EAGAIN / EWOULDBLOCK
-                return 0
-            self._abort()
+        except OSError:
+            self._finish()
             return None
 
+    def _want_write(self) -> None:
+        if self._writer is None and not self._finished:
+            self._writer = gevent.get_hub().loop.io(self.fd, _WRITE)
+            self._writer.start(self._flush)
+
     def _flush(self) -> None:
+        """Write out the outbox as far as the kernel takes it (the write watcher's callback)."""
+        outbox = self._outbox
+        while outbox:
+            chunk = outbox[0]
+            sent = self._send_now(chunk)
+            if sent is None:
+                return
+            if sent < len(chunk):
+                outbox[0] = chunk[sent:]
+                self._want_write()
+                return
+            del outbox[0]
+        if self._writer is not None:
+            self._writer.stop()
+            self._writer = None
+        if self._drained is not None:
+            self._drained.set()
+        if self._closing and not self._finished and self._timer is None:
+            # The close frame is out: the client answers it (EOF), or the timer ends us.
+            self._timer = gevent.get_hub().loop.timer(_CLOSE_WAIT_S)
+            self._timer.start(self._finish)
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def _on_readable(self) -> None:
         try:
-            while self.outbox:
-                chunk = self.outbox.popleft()
-                self.sock.sendall(chunk)
-        except OSError:
-            self._abort()
-        finally:
-            self.flushing = False
-            if self._drained is not None:
-                self._drained.set()
-
-    def close(self, code: int, reason: str = "") -> None:
-        """Send a close frame after what is being written, then end the connection."""
-        if self.closed:
-            return
-        CLOSED.labels(_CLOSE_REASONS.get(code, str(code))).inc()
-        if self.flushing:
-            # Keep the frame being written (it may be half sent) and drop the
-            # rest: the client resumes from its cursor.
-            while len(self.outbox) > 1:
-                self.outbox.pop()
-            self.outbox.append(memoryview(close_frame(code, reason)))
-            self.closed = True
-            gevent.spawn_later(5, self._abort)
-            return
-        self.write(close_frame(code, reason))
-        self.closed = True
-        gevent.spawn_later(1, self._abort)
-
-    def _abort(self) -> None:
-        self.closed = True
-        try:
-            self.sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-
-    # reading
-    def serve(self, environ: dict, on_text: Callable[["WebSocketConnection", str], None]) -> None:
-        """Finish the handshake, then read frames until the client goes away.
-
-        Never raises once the 101 is written: from then on the socket speaks
-        WebSocket, and an HTTP error response written into it would be read
-        as a frame (and the client's next frames as HTTP). A failure after
-        the upgrade closes the connection with 1011 instead.
-        """
-        proto = WSConnection(ConnectionType.SERVER)
-        headers = [(k[5:].replace("_", "-").lower().encode(), str(v).encode())
-                   for k, v in environ.items() if k.startswith("HTTP_")]
-        proto.initiate_upgrade_connection(headers, environ.get("PATH_INFO", "/ws"))
-        for ev in proto.events():
-            if isinstance(ev, Request):
-                self.sock.sendall(proto.send(AcceptConnection()))
-                self.upgraded = True
-        try:
-            self._flush()  # what was written before the handshake; then writes go straight out
-            self._read_frames(proto, on_text)
-        except Exception:  # noqa: BLE001 - see the docstring
-            log.exception("WebSocket connection failed after the upgrade")
+            self._read()
+        except Exception:  # noqa: BLE001 - a callback of the loop: nothing may escape, 1011
+            log.exception("reading a WebSocket failed")
             self.fail()
-        self.closed = True
+
+    def _read(self) -> None:
+        try:
+            data = self.sock.recv(65536)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._finish()
+            return
+        self.last_seen = time.monotonic()
+        if self.closed:
+            return   # closing: only the client's close (or EOF) matters now
+        try:
+            messages = self.decoder.feed(data)
+        except ProtocolError as exc:
+            self.close(exc.code, exc.reason)
+            return
+        for kind, value in messages:
+            if kind == TEXT or kind == TOO_LARGE or kind == BINARY:
+                if not self.bucket.take():
+                    self.close(1008, "too many frames")
+                    return
+                if kind == TEXT:
+                    self._queue(value)
+                elif kind == TOO_LARGE:
+                    self.send({"event": "error", "error": {
+                        "code": "frame_too_large",
+                        "message": f"frames are limited to {self.decoder.max_message} bytes"}})
+                else:
+                    self.send({"event": "error", "error": {
+                        "code": "binary_not_supported", "message": "send JSON text frames"}})
+            elif kind == PING:
+                self.write(control_frame(0xA, value))
+            elif kind == CLOSE:
+                code = value[0]
+                self._send_close(code if code != 1005 else 1000)   # the echo the RFC asks for
+                return
+
+    def _queue(self, text: str) -> None:
+        if self._ops is None:
+            self._ops = deque()
+        self._ops.append(text)
+        if self._worker is None:
+            self._worker = gevent.spawn(self._run_ops)
+
+    def _run_ops(self) -> None:
+        # No switch between the last check of `_ops` and `_worker = None` (nothing here
+        # blocks there), so an op queued by the read callback always finds a worker.
+        try:
+            while self._ops and not self.closed:
+                self.on_text(self, self._ops.popleft())
+        except Exception:  # noqa: BLE001 - past the handshake nothing may be raised: 1011
+            log.exception("a WebSocket op failed")
+            self.fail()
+        finally:
+            self._worker = None
+
+    # -- replays, paced by the client's reading ---------------------------------------------
+
+    def pace(self, replay: Replay) -> None:
+        gevent.spawn(self._pace, replay)
+
+    def _pace(self, replay: Replay) -> None:
+        """Read the replay on, a page each time the client has taken what was written."""
+        try:
+            while not self.closed and replay.step():
+                while self._outbox and not self.closed:
+                    if self._drained is None:
+                        self._drained = gevent.event.Event()
+                    self._drained.clear()
+                    self._drained.wait(5.0)
+        except Exception:  # noqa: BLE001 - a failed replay ends this connection, not the process
+            log.exception("replay of %s failed", replay.topic)
+            self.fail()
+
+    # -- ending ----------------------------------------------------------------------------
 
     def expire(self) -> None:
         self.close(TOKEN_EXPIRED, "token_expired")
@@ -238,53 +281,48 @@ class WebSocketConnection(Connection):
         """Close with 1011 (server error), once what is queued has been written."""
         self.close(1011, "internal error")
 
-    def _read_frames(self, proto: WSConnection,
-                     on_text: Callable[["WebSocketConnection", str], None]) -> None:
-        parts: list[str] = []
-        size = 0
-        oversized = False
-        while not self.closed:
-            try:
-                data = self.sock.recv(65536)
-            except OSError:
-                break
-            if not data:
-                break
-            self.last_seen = time.monotonic()
-            proto.receive_data(data)
-            for ev in proto.events():
-                if isinstance(ev, TextMessage):
-                    size += len(ev.data)
-                    if size > self.max_frame_bytes:
-                        oversized = True
-                        parts.clear()
-                    elif not oversized:
-                        parts.append(ev.data)
-                    if not ev.message_finished:
-                        continue
-                    text, was_oversized = "".join(parts), oversized
-                    parts.clear()
-                    size, oversized = 0, False
-                    if not self.bucket.take():
-                        self.close(1008, "too many frames")
-                        break
-                    if was_oversized:
-                        self.send({"event": "error", "error": {
-                            "code": "frame_too_large",
-                            "message": f"frames are limited to {self.max_frame_bytes} bytes"}})
-                        continue
-                    on_text(self, text)
-                elif isinstance(ev, BytesMessage):
-                    if ev.message_finished:
-                        self.send({"event": "error", "error": {
-                            "code": "binary_not_supported", "message": "send JSON text frames"}})
-                elif isinstance(ev, Ping):
-                    self.write(proto.send(ev.response()))
-                elif isinstance(ev, CloseConnection):
-                    if not self.closed:
-                        try:
-                            self.write(proto.send(ev.response()))
-                        except Exception:  # noqa: BLE001 - the peer is gone either way
-                            pass
-                    self.closed = True
-                    break
+    def close(self, code: int, reason: str = "") -> None:
+        """Send a close frame after the frame being written, then end the connection."""
+        if self.closed:
+            return
+        CLOSED.labels(_CLOSE_REASONS.get(code, str(code))).inc()
+        self._send_close(code, reason)
+
+    def _send_close(self, code: int, reason: str = "") -> None:
+        self.closed = self._closing = True
+        if not self.upgraded:
+            self._outbox.clear()
+            return
+        # Keep the frame being written (it may be half sent), drop the rest: the
+        # client resumes from its cursor.
+        del self._outbox[1:]
+        self._outbox.append(memoryview(close_frame(code, reason)))
+        self._flush()
+
+    def abort(self) -> None:
+        """End at once, without a close frame (a dead peer: no pong to our pings)."""
+        self.closed = True
+        self._finish()
+
+    def _finish(self) -> None:
+        if self._finished:
+            return
+        self._finished = self.closed = True
+        for watcher in (self._reader, self._writer, self._timer):
+            if watcher is not None:
+                watcher.stop()
+        self._reader = self._writer = self._timer = None
+        self._outbox.clear()
+        if self._drained is not None:
+            self._drained.set()
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+        gevent.spawn(self._closed)
+
+    def _closed(self) -> None:
+        try:
+            self.on_close(self)
+        except Exception:  # noqa: BLE001 - cleanup of one connection must not stop the loop
+            log.exception("cleanup of a WebSocket connection failed")

@@ -18,6 +18,7 @@ from typing import Any
 sys.path.append(str(Path(__file__).resolve().parents[1]))
 
 from celery import Celery, Task
+from celery.signals import worker_process_init
 from sqlalchemy.orm import Session
 
 from models.session import after_commit
@@ -47,6 +48,13 @@ celery_app = Celery("switchboard", task_cls=SwitchboardTask, include=TASK_MODULE
 celery_app.config_from_object("celeryconfig")
 
 import tasks.metrics  # noqa: E402,F401  (connects the task signals)
+
+
+@worker_process_init.connect
+def _build_services(**_) -> None:
+    """Each pool process builds its own parts (database pool, bus) after the fork."""
+    from services import get_services   # the wiring imports what tasks call: not at load
+    get_services()
 
 
 @celery_app.on_after_finalize.connect

@@ -1,4 +1,4 @@
-"""actions/group_commit.py: requests for one key that arrive while its batch runs go together next."""
+"""group_commit.py: requests for one key that arrive while its batch runs go together next."""
 from __future__ import annotations
 
 import threading
@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from actions.group_commit import GroupCommit
+from group_commit import GroupCommit
 
 TIMEOUT = 10
 
@@ -130,7 +130,7 @@ def test_a_request_killed_while_settling_still_hands_over_what_gathered():
 
 
 def test_without_a_thread_to_start_the_request_that_ran_settles_what_gathered(monkeypatch):
-    import actions.group_commit as module
+    import group_commit as module
 
     class NoThreads(threading.Thread):
         def start(self):

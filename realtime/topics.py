@@ -6,16 +6,15 @@ import re
 from sqlalchemy.orm import Session
 
 from models import Conversation, Order
+from refusals import Refusal
 
 _ID = r"[A-Za-z0-9_.:-]{1,64}"
 TOPIC_PATTERN = rf"^(user|conversation|product|order):({_ID})$|^(agents|admin)$"   # also in OpenAPI
 _TOPIC = re.compile(TOPIC_PATTERN)
 
 
-class TopicError(Exception):
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
+class TopicError(Refusal):
+    """A topic that does not exist (400) or that the caller may not follow (403)."""
 
 
 def parse_topic(topic: object) -> tuple[str, str | None]:

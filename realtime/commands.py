@@ -9,14 +9,17 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from refusals import Refusal
+
 Handler = Callable[[Any, dict], Any]
 COMMANDS: dict[str, Handler] = {}
 
 
-class CommandError(Exception):
+class CommandError(Refusal):
+    """A refused `emit`."""
+
     def __init__(self, code: str, message: str, status: int = 400) -> None:
-        super().__init__(message)
-        self.code, self.message, self.status = code, message, status
+        super().__init__(status, code, message)
 
 
 def command(name: str) -> Callable[[Handler], Handler]:

@@ -1,0 +1,13 @@
+"""The connection layer: `/ws`, `/events` and `/poll`, and the policy around them.
+
+Beside api/, above broadcast/ (the bus, the hub and the transports, which
+know nothing of users, rights or the domain):
+
+- `websocket.py`: `/ws`, served beneath Flask; `streams.py`: `/events` and `/poll`
+- `admission.py`: the origin, the token, the topics asked for, setups at once
+- `topics.py`: who may subscribe to what
+- `ops.py`: what a WebSocket client's ops do, and how a refusal is answered
+- `commands.py`: the registry of what a client may `emit`; `chat_commands.py` the chat's
+- `presence.py`: who is online (counted, capped, announced, reaped); `announcer.py`
+  takes announcements off the connection path
+"""

@@ -1,0 +1,84 @@
+"""Who gets a real-time connection, and how many are being set up at once.
+
+Shared by `/ws` (realtime/websocket.py, before any Flask request exists) and
+by `/events` and `/poll` (realtime/streams.py): the `Origin` check, the token,
+the topics asked for, and the bound on connections being set up together.
+"""
+from __future__ import annotations
+
+import threading
+from contextlib import contextmanager
+from urllib.parse import parse_qs
+
+from api.auth import Principal, decode_token
+from realtime.topics import TopicError, authorize
+from refusals import Refusal
+
+MAX_TOPICS = 50
+
+
+def check_origin(origin: str | None, own: str, allowed: tuple[str, ...]) -> None:
+    """A browser's page may connect only from our own origin or an allowed one.
+
+    A request without `Origin` is not a browser's: there is nothing to protect
+    from cross-site use (PROTOCOL.md section 1).
+    """
+    if origin is not None and origin != own and origin not in allowed:
+        raise Refusal(403, "origin_not_allowed", f"origin {origin} is not allowed")
+
+
+def token_of(environ: dict) -> str | None:
+    header = environ.get("HTTP_AUTHORIZATION", "")
+    if header.lower().startswith("bearer "):
+        return header[7:].strip()
+    return (parse_qs(environ.get("QUERY_STRING", "")).get("token") or [None])[0]
+
+
+def principal_of(environ: dict, services) -> Principal:
+    """The caller of a real-time endpoint; their user row is made soon (PROTOCOL.md section 2)."""
+    token = token_of(environ)
+    if not token:
+        raise Refusal(401, "missing_token", "send ?token=<jwt> or Authorization: Bearer <jwt>")
+    me = decode_token(token, services.settings.jwt_secret)
+    services.users.ensure_later(me)
+    return me
+
+
+def topics_arg(raw: str) -> list[str]:
+    topics = [t for t in raw.split(",") if t]
+    if not topics or len(topics) > MAX_TOPICS:
+        raise Refusal(400, "invalid_topics", f"give 1 to {MAX_TOPICS} comma-separated topics in ?topics=")
+    return list(dict.fromkeys(topics))
+
+
+def authorize_all(services, me: Principal, topics: list[str]) -> None:
+    with services.session() as session:
+        for topic in topics:
+            authorize(session, me, topic)
+
+
+class Admission:
+    """At most `limit` connections being set up at once in this process.
+
+    Under a burst of connects, admitting all of them at once starves the
+    greenlets that finish them (the Redis listener confirming subscriptions
+    among them) and every setup times out together; admitted a bounded number
+    at a time, the process finishes what it starts and the rest wait.
+    """
+
+    def __init__(self, limit: int, wait_seconds: float) -> None:
+        self._slots = threading.BoundedSemaphore(limit)
+        self.wait_seconds = wait_seconds
+
+    @contextmanager
+    def admitted(self):
+        if not self._slots.acquire(timeout=self.wait_seconds):
+            raise Refusal(503, "busy", "too many connections being set up; retry with backoff",
+                          headers={"Retry-After": "2"})
+        try:
+            yield
+        finally:
+            self._slots.release()
+
+
+__all__ = ["Admission", "TopicError", "authorize_all", "check_origin", "principal_of", "topics_arg"]
