@@ -30,8 +30,9 @@ def _services():
 
 
 def _route(services) -> list[str]:
-    from actions.routing import route_waiting
-    return route_waiting(services.session, services.settings.language_hold_seconds)
+    from actions.routing import route_waiting, routing_config
+    priors, goal = routing_config(services.settings)
+    return route_waiting(services.session, priors, goal)
 
 
 @celery_app.task(name="tasks.routing.route_conversation", bind=True, autoretry_for=(Exception,))

@@ -1,0 +1,207 @@
+"""Routing that adapts: the derived hold, the VIP reserve, handling times learned from resolved
+conversations (pure, then on SQLite through the worker's path and the API)."""
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from actions.routing import (AgentSlot, Priors, RoutingStats, VipGoal, WaitingItem, hold_decision,
+                             learn_from_db, plan_next, route_waiting, vip_reserve)
+from models import Agent, Conversation, utcnow
+from tests.unit.test_chat import h, make_agent, open_conv
+
+TH, EN = frozenset({"th"}), frozenset({"en"})
+
+
+def slot(aid, skills, load, limit):
+    return AgentSlot(aid, frozenset(skills), load, limit)
+
+
+def learned(matched: float = 360.0, mismatched: float = 540.0, n: int = 200) -> RoutingStats:
+    """Statistics after `n` matched and `n` mismatched Thai and English conversations."""
+    stats = RoutingStats(Priors())
+    for i in range(n):
+        for need, agent, other in ((TH, "th0", "en0"), (EN, "en0", "th0")):
+            stats.add(agent, need, need, matched)
+            stats.add(other, need, frozenset({other[:2]}), mismatched)
+    return stats
+
+
+def busy_team() -> list[AgentSlot]:
+    """Three Thai agents full, one English agent with one slot free: 11 of 12 slots taken."""
+    return [slot(f"th{i}", {"th"}, 3, 3) for i in range(3)] + [slot("en0", {"en"}, 2, 3)]
+
+
+def planned(queue, agents, stats, goal=VipGoal()) -> list[str]:
+    """What the worker would assign, in order, taking each item's best agent."""
+    out = []
+    for item, ranked in plan_next(queue, agents, stats, goal):
+        ranked[0].load += 1
+        out.append(item.id)
+    return out
+
+
+def thai(n: int, score: float = 10.0) -> list[WaitingItem]:
+    return [WaitingItem(f"t{i}", score - i * 0.1, TH, since=i) for i in range(n)]
+
+
+# ---- learned handling times ---------------------------------------------------------------
+
+def test_the_prior_decides_until_data_outweighs_it():
+    stats = RoutingStats(Priors(handle_seconds=360, mismatch_factor=1.5, weight=10))
+    assert stats.team_handle() == 360 and stats.mismatch({"th"}) == pytest.approx(1.5)
+    assert stats.agent_handle("nobody") == 360 and stats.skill_handle("th") == 360
+    for _ in range(5):  # a few fast conversations move the estimate a little
+        stats.add("th0", TH, TH, 120)
+    assert 250 < stats.team_handle() < 300
+    for _ in range(500):
+        stats.add("th0", TH, TH, 120)
+        stats.add("en0", TH, EN, 360)  # without Thai: 3x as long
+    assert stats.skill_handle("th") == pytest.approx(120, rel=0.05)
+    assert stats.mismatch({"th"}) == pytest.approx(3.0, rel=0.05)
+    assert stats.agent_handle("th0") == pytest.approx(120, rel=0.05)
+    # what en0 was given (Thai, mismatched) is how soon its slots free
+    assert stats.agent_slot_seconds("en0") == pytest.approx(360, rel=0.05)
+    # a skill nobody has data for inherits the team's figures, not the prior
+    assert stats.skill_handle("ja") == stats.team_handle()
+    assert stats.mismatch({"ja"}) == pytest.approx(stats.team_mismatch())
+    assert stats.mismatch(set()) == 1.0
+
+
+def test_per_agent_and_per_skill_figures():
+    stats = RoutingStats(Priors(weight=10))
+    for seconds in (100, 200, 300):
+        stats.add("a1", frozenset({"th", "billing"}), frozenset({"th", "billing"}), seconds)
+    stats.add("a1", EN, TH, 600)
+    figures = stats.agent_json("a1")
+    assert figures["handle_time_avg"] == 300.0 and figures["handled_count"] == 4
+    assert figures["handle_times"] == {"billing": {"count": 3, "avg": 200.0},
+                                       "en": {"count": 1, "avg": 600.0},
+                                       "th": {"count": 3, "avg": 200.0}}
+    assert stats.agent_json("nobody")["handle_time_avg"] is None
+    skills = stats.json()["skills"]
+    assert skills["en"]["mismatched"] == {"count": 1, "avg": 600.0}
+    assert skills["th"]["matched"] == {"count": 3, "avg": 200.0}
+
+
+# ---- the derived hold -----------------------------------------------------------------------
+
+def test_a_covering_slot_near_is_worth_waiting_for():
+    decision = hold_decision(thai(1)[0], busy_team()[-1], busy_team()[:3], ahead=0, behind=0,
+                             busy=11, slots=12, stats=RoutingStats(Priors()))
+    # nine Thai slots free one every 40 s; a mismatch burns 180 s, 11/12 of it someone's wait
+    assert decision.hold and decision.expected_wait == pytest.approx(40)
+    assert decision.mismatch_cost == pytest.approx(165)
+    assert planned(thai(1), busy_team(), RoutingStats(Priors())) == []
+
+
+def test_a_mismatch_that_costs_nothing_is_never_held():
+    stats = learned(matched=360, mismatched=360)
+    assert stats.mismatch({"th"}) == pytest.approx(1.0, abs=0.001)  # what is left of the prior
+    decision = hold_decision(thai(1)[0], busy_team()[-1], busy_team()[:3], 0, 20, 11, 12, stats)
+    assert not decision.hold and decision.mismatch_cost < 1
+    assert planned(thai(1), busy_team(), stats) == ["t0"]
+
+
+def test_the_hold_ends_where_the_covering_queue_is_too_long():
+    # Each Thai conversation held ahead adds 40 s to the next one's wait; the cost of a
+    # mismatch falls with fewer behind. The fifth is better off with the English agent.
+    assert planned(thai(6), busy_team(), RoutingStats(Priors())) == ["t4"]
+
+
+def test_a_quiet_team_does_not_hold():
+    agents = [slot("th0", {"th"}, 1, 1), slot("en0", {"en"}, 0, 3)]
+    decision = hold_decision(thai(1)[0], agents[1], agents[:1], 0, 0, 1, 4, RoutingStats(Priors()))
+    assert not decision.hold  # one slot in four busy: the burned time is nobody's wait
+    assert planned(thai(1), agents, RoutingStats(Priors())) == ["t0"]
+
+
+def test_nobody_online_covers_it_so_nobody_waits():
+    queue = [WaitingItem("ja", 10, frozenset({"ja"}))]
+    assert planned(queue, busy_team(), RoutingStats(Priors())) == ["ja"]
+
+
+def test_vip_first_and_never_held():
+    queue = thai(3) + [WaitingItem("vip", 110, TH, vip=True, since=9)]
+    assert planned(queue, busy_team(), RoutingStats(Priors())) == ["vip"]
+    # by score among the rest: the English conversation behind the held Thai ones goes
+    queue = thai(2) + [WaitingItem("en", 5, EN, since=5)]
+    assert planned(queue, busy_team(), RoutingStats(Priors())) == ["en"]
+
+
+# ---- the VIP reserve ------------------------------------------------------------------------
+
+def reserve_stats(over: int, of: int = 100, vip_per_hour: float = 90) -> RoutingStats:
+    stats = RoutingStats(Priors())
+    stats.vip_rate = vip_per_hour / 3600
+    stats.vip_waits = [90.0] * over + [5.0] * (of - over)
+    return stats
+
+
+def test_no_reserve_while_vips_meet_their_goal():
+    team = [slot(f"a{i}", {"en"}, 0, 3) for i in range(8)]
+    assert vip_reserve(team, reserve_stats(over=2), VipGoal()) == 0
+
+
+def test_a_reserve_when_vips_miss_their_goal_and_none_if_it_costs_too_much():
+    team = [slot(f"a{i}", {"en"}, 0, 3) for i in range(8)]  # 24 slots of 6 minutes
+    assert vip_reserve(team, reserve_stats(over=10), VipGoal()) == 1
+    small = [slot(f"a{i}", {"en"}, 0, 1) for i in range(6)]  # one slot kept = 1/6 of the team
+    assert vip_reserve(small, reserve_stats(over=10, vip_per_hour=10), VipGoal()) == 0
+
+
+def test_the_reserved_slot_waits_for_a_vip():
+    def team():  # one slot free in 24
+        return [slot(f"a{i}", {"en"}, 3, 3) for i in range(7)] + [slot("a7", {"en"}, 2, 3)]
+    stats = reserve_stats(over=10)
+    plain = [WaitingItem("plain", 30, EN)]
+    assert planned(plain, team(), stats) == []
+    assert planned(plain + [WaitingItem("vip", 105, EN, vip=True)], team(), stats) == ["vip"]
+    assert planned(plain, team(), reserve_stats(over=0)) == ["plain"]
+
+
+# ---- on the database, through the worker's path ------------------------------------------------
+
+@pytest.fixture
+def services(app):
+    return app.extensions["switchboard"]
+
+
+def resolved(services, agent_id: str, language: str, seconds: float, n: int = 1,
+             first_response: float | None = None) -> None:
+    now = utcnow()
+    with services.session() as s:
+        for i in range(n):
+            start = now - timedelta(hours=2, seconds=i)
+            s.add(Conversation(customer_id=f"old-{agent_id}-{language}-{i}-{seconds}",
+                               agent_id=agent_id, status="resolved", meta={"language": language},
+                               created_at=start - timedelta(seconds=30), assigned_at=start,
+                               resolved_at=start + timedelta(seconds=seconds),
+                               first_response_at=(start + timedelta(seconds=first_response)
+                                                  if first_response is not None else None)))
+
+
+def test_the_derived_hold_in_the_worker(client, services):
+    make_agent(client, "th1", limit=4, skills=["th"])
+    make_agent(client, "en1", limit=4, skills=["en"])
+    for i in range(4):
+        open_conv(client, f"t{i}", metadata={"language": "th"})
+    for i in range(2):
+        open_conv(client, f"e{i}", metadata={"language": "en"})
+    assert len(route_waiting(services.session)) == 6  # everyone covered: th1 full, en1 2 of 4
+    # A Thai speaker's slot frees every 90 s (4 busy, 6 minutes each, the prior); a mismatch
+    # would burn 3 minutes of en1's, 6/8 of it someone's wait: waiting pays.
+    held = open_conv(client, "t-held", metadata={"language": "th"})["id"]
+    assert route_waiting(services.session) == []
+    client.put("/api/v1/customers/vip", headers=h("store", "service"), json={"is_vip": True})
+    vip = open_conv(client, "vip", metadata={"language": "th"})["id"]
+    assert route_waiting(services.session) == [vip]  # a VIP takes the English agent at once
+    # Measured: without Thai it takes no longer. Nothing to wait for any more.
+    resolved(services, "th1", "th", 360, n=40)
+    resolved(services, "en1", "th", 360, n=40)
+    assert route_waiting(services.session) == [held]
+    with services.session() as s:
+        assert s.get(Conversation, held).agent_id == "en1"
+        assert s.get(Agent, "en1").current_conversations == 4  # and never over the limit
+    assert route_waiting(services.session, priors=None) == []  # nothing left either way
