@@ -9,7 +9,7 @@ import pytest
 from actions.routing import (AgentSlot, Priors, RoutingStats, VipGoal, WaitingItem, hold_decision,
                              learn_from_db, plan_next, route_waiting, vip_reserve)
 from models import Agent, Conversation, utcnow
-from tests.unit.test_chat import h, make_agent, open_conv
+from tests.unit.test_chat import ADMIN, h, make_agent, open_conv
 
 TH, EN = frozenset({"th"}), frozenset({"en"})
 
@@ -180,6 +180,34 @@ def resolved(services, agent_id: str, language: str, seconds: float, n: int = 1,
                                resolved_at=start + timedelta(seconds=seconds),
                                first_response_at=(start + timedelta(seconds=first_response)
                                                   if first_response is not None else None)))
+
+
+def test_handling_times_learned_from_resolved_conversations(client, services):
+    make_agent(client, "th1", limit=3, skills=["th"])
+    make_agent(client, "en1", limit=3, skills=["en"])
+    resolved(services, "th1", "th", 200, n=3, first_response=60)
+    resolved(services, "en1", "th", 500, n=2, first_response=200)
+    resolved(services, "en1", "en", 300, n=1)
+    open_conv(client, "still-waiting", metadata={"language": "th"})  # not resolved: not counted
+    with services.session() as s:
+        stats = learn_from_db(s, Priors(weight=10))
+    assert stats.skill_matched["th"].count == 3 and stats.skill_matched["th"].mean() == 200
+    assert stats.skill_mismatched["th"].count == 2 and stats.skill_mismatched["th"].mean() == 500
+    assert stats.agent_all["en1"].count == 3
+
+    agents = {a["id"]: a for a in client.get("/api/v1/agents", headers=ADMIN).get_json()["agents"]}
+    assert agents["th1"]["handle_time_avg"] == 200.0 and agents["th1"]["handled_count"] == 3
+    assert agents["en1"]["handle_times"] == {"en": {"count": 1, "avg": 300.0},
+                                             "th": {"count": 2, "avg": 500.0}}
+    assert agents["en1"]["current_conversations"] == 0  # the live fields are still there
+
+    figures = client.get("/api/v1/stats", headers=ADMIN).get_json()
+    th = figures["routing"]["skills"]["th"]
+    assert th["matched"] == {"count": 3, "avg": 200.0} and th["mismatch_factor"] > 1.5
+    assert figures["routing"]["vip_reserve"] == 0
+    # within 2 minutes: 3 answered 90 s after they opened, 2 answered after 230 s, 1 never
+    # answered (missed); the one still waiting is younger than 2 minutes: not counted yet
+    assert figures["chat"]["first_response_within_2min_share"] == pytest.approx(0.5)
 
 
 def test_the_derived_hold_in_the_worker(client, services):
