@@ -79,6 +79,15 @@ def rank_agents(required: frozenset[str], agents: Iterable[AgentSlot]) -> list[A
                                        a.id))
 
 
+# A hold needs the learned factor to exceed 1.0 by half its standard error (handling times
+# spread as much as their mean, so a factor from 20 mismatches is good to +/-30 %). Measured on
+# the family of days and 60 random ones (bench/chat_routing_family.py): trusting the estimate
+# as it is let noise hold conversations on days where matching gains nothing (1.05-1.3x the
+# p95 of never holding); a whole standard error made it slow to hold where it pays (DESIGN.md's
+# day 0.39x round robin instead of 0.31x).
+HOLD_CONFIDENCE = 0.5
+
+
 @dataclass(frozen=True)
 class VipGoal:
     wait_seconds: float = 60.0      # DESIGN.md: VIP p95 within a minute...
@@ -102,19 +111,20 @@ def hold_decision(item: WaitingItem, other: AgentSlot, covering: list[AgentSlot]
     conversations those agents also cover, comes in (ahead + 1) / rate.
 
     A mismatch: `other` keeps the slot (factor - 1) x the matched handling
-    time longer (both learned per skill). That lost capacity is someone's
-    wait only if the team would have used it: with `busy` of `slots` taken,
-    the next arrival meets it with probability busy / slots, and the
-    `behind` conversations already waiting share the loss over the pool.
-    With a factor of 1.0 (nothing to gain) nothing is ever held; a quiet
-    team never holds; a busy one with a queue holds while a covering slot
-    is near.
+    time longer (both learned per skill; the factor counted half a standard
+    error low, HOLD_CONFIDENCE). That lost capacity is someone's wait only
+    if the team would have used it: with `busy` of `slots` taken, the next
+    arrival meets it with probability busy / slots, and the `behind`
+    conversations already waiting share the loss over the pool. With a
+    factor of 1.0 (nothing to gain) nothing is ever held; a quiet team never
+    holds; a busy one with a queue holds while a covering slot is near.
     """
     rate = sum(a.load / stats.agent_slot_seconds(a.id) for a in covering)
     if rate <= 0:
         return HoldDecision(False, math.inf, 0.0)
     expected = (ahead + 1) / rate
-    extra = max(0.0, stats.mismatch(item.required - other.skills) - 1.0) * stats.handle(item.required)
+    excess = stats.mismatch_excess(item.required - other.skills, HOLD_CONFIDENCE)
+    extra = excess * stats.handle(item.required)
     cost = extra * (busy + behind) / max(slots, 1)
     return HoldDecision(expected < cost, expected, cost)
 

@@ -22,6 +22,7 @@ simulated conversations as they resolve. Same class, same arithmetic.
 """
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -33,6 +34,9 @@ from sqlalchemy.orm import Session
 
 from models import Agent, Conversation, Customer, utcnow
 
+# The resolved conversations routing learns from: a few days of a small team, a day of a big
+# one, so that a change (a new agent, a new product line) shows within a day.
+RECENT_RESOLVED = 2000
 # Long enough to count some 20 VIPs on a small team, short enough to see a peak coming.
 RATE_WINDOW_SECONDS = 1800.0
 # How far back the VIP reserve looks to see whether VIPs meet their goal: a good part of a
@@ -52,9 +56,9 @@ class Tally:
     count: int = 0
     total: float = 0.0
 
-    def add(self, seconds: float) -> None:
-        self.count += 1
-        self.total += seconds
+    def add(self, seconds: float, sign: int = 1) -> None:
+        self.count += sign
+        self.total += sign * seconds
 
     def mean(self) -> float | None:
         return self.total / self.count if self.count else None
@@ -78,22 +82,22 @@ class RoutingStats:
     vip_waits: list[float] = field(default_factory=list)  # waits (so far) of the VIPs lately
 
     def add(self, agent_id: str, required: frozenset[str], agent_skills: frozenset[str],
-            seconds: float) -> None:
-        """One resolved conversation: `seconds` with an agent of `agent_skills`."""
+            seconds: float, sign: int = 1) -> None:
+        """One resolved conversation: `seconds` with an agent of `agent_skills` (sign -1: forget it)."""
         seconds = max(0.0, float(seconds))
         missing = required - agent_skills
-        self.agent_all[agent_id].add(seconds)
+        self.agent_all[agent_id].add(seconds, sign)
         for skill in required:
-            self.agent_skill[(agent_id, skill)].add(seconds)
+            self.agent_skill[(agent_id, skill)].add(seconds, sign)
         if missing:
-            self.mismatched.add(seconds)
+            self.mismatched.add(seconds, sign)
             for skill in missing:
-                self.skill_mismatched[skill].add(seconds)
+                self.skill_mismatched[skill].add(seconds, sign)
             return
-        self.matched.add(seconds)
-        self.agent_matched[agent_id].add(seconds)
+        self.matched.add(seconds, sign)
+        self.agent_matched[agent_id].add(seconds, sign)
         for skill in required:
-            self.skill_matched[skill].add(seconds)
+            self.skill_matched[skill].add(seconds, sign)
 
     # ---- estimates (seconds) ---------------------------------------------------
 
@@ -145,13 +149,29 @@ class RoutingStats:
         """The factor of the costliest missing skill (1.0 when nothing is missing)."""
         return max((self.skill_mismatch(s) for s in missing), default=1.0)
 
+    def mismatch_excess(self, missing: Iterable[str], z: float) -> float:
+        """What a mismatch costs over 1.0x, less `z` standard errors of the estimate (at least 0)."""
+        return max((self._excess(s, z) for s in missing), default=0.0)
+
+    def _excess(self, skill: str, z: float) -> float:
+        factor = self.skill_mismatch(skill)
+        w = self.priors.weight
+        x = self.skill_mismatched.get(skill)
+        m = self.skill_matched.get(skill)
+        n_x = x.count if x and x.count else self.mismatched.count
+        n_m = m.count if m and m.count else self.matched.count
+        # A mean of n handling times is good to 1/sqrt(n) (they spread as much as their mean); a
+        # ratio of two means adds both errors; the prior counts as `weight` conversations.
+        error = factor * math.sqrt(1.0 / (n_x + w) + 1.0 / (n_m + w))
+        return max(0.0, factor - 1.0 - z * error)
+
     # ---- figures -----------------------------------------------------------------
 
     def agent_json(self, agent_id: str) -> dict[str, Any]:
         """What GET /api/v1/agents shows: measured averages and the estimate routing uses."""
         all_ = self.agent_all.get(agent_id, Tally())
         per_skill = {skill: _tally_json(t) for (aid, skill), t in sorted(self.agent_skill.items())
-                     if aid == agent_id}
+                     if aid == agent_id and t.count}
         return {"handle_time_avg": _round(all_.mean()), "handled_count": all_.count,
                 "handle_time_estimate": _round(self.agent_handle(agent_id)),
                 "slot_time_estimate": _round(self.agent_slot_seconds(agent_id)),
@@ -196,7 +216,7 @@ def recent_rate(times: Iterable[float], now: float, window: float = RATE_WINDOW_
     return sum(1 for t in times if now - window <= t <= now) / window
 
 
-def learn_from_db(session: Session, priors: Priors, recent: int = 2000,
+def learn_from_db(session: Session, priors: Priors, recent: int = RECENT_RESOLVED,
                   now: datetime | None = None) -> RoutingStats:
     """Statistics from the `recent` most recently resolved conversations, and the VIP rate.
 
