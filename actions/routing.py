@@ -34,14 +34,15 @@ from actions.chat import (ChatError, access_own_agent_or_admin, conversation_jso
 from actions.routing_policy import (PRIORITY_POINTS, AgentSlot, HoldDecision, VipGoal,
                                     WaitingItem, hold_decision, plan_next, priority_score,
                                     rank_agents, required_skills, vip_reserve)
-from actions.routing_stats import Priors, RoutingStats, learn_from_db
+from actions.routing_stats import (LearnedCache, Priors, RoutingStats, learn_from_db, learn_handling,
+                                   observe_arrivals)
 from broadcast import publish
 from models import Agent, Conversation, Customer, utcnow
 
 __all__ = ["PRIORITY_POINTS", "AgentSlot", "HoldDecision", "VipGoal", "WaitingItem",
            "hold_decision", "plan_next", "priority_score", "rank_agents", "required_skills",
            "vip_reserve", "Priors",
-           "RoutingStats", "learn_from_db", "routing_config", "routing_priors",
+           "RoutingStats", "LearnedCache", "learn_from_db", "routing_config", "routing_priors",
            "routing_figures", "waiting_queue", "online_agents", "try_assign",
            "free_slot", "assign_next", "route_waiting", "transfer", "requeue",
            "release_offline_agent", "offline_agents_past_grace", "requeue_unanswered"]
@@ -151,15 +152,16 @@ def routing_figures(session: Session, settings: Any) -> dict[str, Any]:
             "vip_reserve": vip_reserve(agents, stats, goal) if agents else 0}
 
 
-def _snapshot(session: Session, priors: Priors | None
+def _snapshot(session: Session, priors: Priors | None, cache: LearnedCache | None = None
               ) -> tuple[list[AgentSlot], list[WaitingItem], RoutingStats | None]:
     agents = online_agents(session)
     if not any(a.free for a in agents):
         return [], [], None
     queue = waiting_queue(session)
-    # Learned only when there is something to decide: a pass with an empty queue is the common case.
-    stats = learn_from_db(session, priors) if priors is not None and queue else None
-    return agents, queue, stats
+    if priors is None or not queue:  # nothing to decide: the common pass learns nothing
+        return agents, queue, None
+    handling = cache.get(session, priors) if cache else learn_handling(session, priors)
+    return agents, queue, observe_arrivals(session, handling)
 
 
 def assign_next(session: Session, priors: Priors | None = Priors(),
@@ -179,12 +181,14 @@ def assign_next(session: Session, priors: Priors | None = Priors(),
 
 def route_waiting(session_scope: Callable[[], AbstractContextManager[Session]],
                   priors: Priors | None = Priors(), goal: VipGoal = VipGoal(),
-                  max_assignments: int = 10_000) -> list[str]:
+                  cache: LearnedCache | None = None, max_assignments: int = 10_000) -> list[str]:
     """Assign waiting conversations, best first, until nothing fits.
 
     `priors`: what the learned handling times start from; None turns the
     derived hold off (every conversation takes the best agent free now).
-    `goal`: the VIP wait the VIP reserve is sized for.
+    `goal`: the VIP wait the VIP reserve is sized for. `cache`: handling
+    times kept between passes (the worker's, one per process); None reads
+    them every pass.
     One snapshot of the queue, the agents and the learned handling times
     serves a whole pass (scores move by minutes, not milliseconds); each
     assignment is still its own transaction with its own conditional
@@ -194,7 +198,7 @@ def route_waiting(session_scope: Callable[[], AbstractContextManager[Session]],
     assigned: list[str] = []
     while len(assigned) < max_assignments:
         with session_scope() as session:
-            agents, queue, stats = _snapshot(session, priors)
+            agents, queue, stats = _snapshot(session, priors, cache)
         progress = False
         for item, ranked in plan_next(queue, agents, stats, goal):
             for slot in ranked:

@@ -6,8 +6,8 @@ from datetime import timedelta
 
 import pytest
 
-from actions.routing import (AgentSlot, Priors, RoutingStats, VipGoal, WaitingItem, hold_decision,
-                             learn_from_db, plan_next, route_waiting, vip_reserve)
+from actions.routing import (AgentSlot, LearnedCache, Priors, RoutingStats, VipGoal, WaitingItem,
+                             hold_decision, learn_from_db, plan_next, route_waiting, vip_reserve)
 from models import Agent, Conversation, utcnow
 from tests.unit.test_chat import ADMIN, h, make_agent, open_conv
 
@@ -252,3 +252,18 @@ def test_the_derived_hold_in_the_worker(client, services):
         assert s.get(Conversation, held).agent_id == "en1"
         assert s.get(Agent, "en1").current_conversations == 6  # and never over the limit
     assert route_waiting(services.session, priors=None) == []  # nothing left either way
+
+
+def test_the_worker_reads_handling_times_again_every_30_seconds(services):
+    clock = [0.0]
+    cache = LearnedCache(30, clock=lambda: clock[0])
+    with services.session() as s:
+        first = cache.get(s, Priors())
+    resolved(services, "a1", "en", 100, n=5)
+    clock[0] = 29
+    with services.session() as s:
+        assert cache.get(s, Priors()) is first  # within 30 s: what was learned
+    clock[0] = 30
+    with services.session() as s:
+        again = cache.get(s, Priors())
+    assert again.agent_all["a1"].count == 5 and first.agent_all.get("a1") is None
