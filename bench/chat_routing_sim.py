@@ -9,8 +9,9 @@ Without `--scenario`, DESIGN.md's day: 8 agents with a limit of 3 (3 Thai,
 A scenario file describes any other day (bench/routing_scenario.py).
 
 Policies: `round_robin` (FIFO, the next agent in turn with a free slot),
-`score` (the priority score, skill then load, nobody waits for a skill) and
-`deployed`: the very functions the routing worker runs (actions/routing.py
+`score` (the priority score, skill then load, nobody waits for a skill),
+`fixed_hold` (what ran before issue 13: a non-VIP waits up to 600 s for an
+agent who covers it) and `deployed`: the very functions the routing worker runs (actions/routing.py
 -> actions/routing_policy.plan_next), fed what the worker would have: the
 waiting queue, the online agents with their loads, and handling times
 learned (actions/routing_stats.RoutingStats) from the conversations this
@@ -30,6 +31,7 @@ import random
 import statistics
 import sys
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,15 +40,31 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from actions.routing import (AgentSlot, Priors, RoutingStats, VipGoal, WaitingItem,  # noqa: E402
-                             plan_next, priority_score, routing_config)
+                             plan_next, priority_score, rank_agents, routing_config)
 from actions.routing_stats import (RATE_WINDOW_SECONDS, RECENT_RESOLVED,  # noqa: E402
                                    VIP_WAIT_WINDOW_SECONDS, recent_rate)
 from routing_scenario import DESIGN_DAY, ScenarioError, load as load_scenario  # noqa: E402
 from routing_scenario import validate  # noqa: E402
 from settings import Settings  # noqa: E402
 
-POLICIES = ("round_robin", "score", "deployed")
+POLICIES = ("round_robin", "score", "fixed_hold", "deployed")
 FIRST_RESPONSE_GOAL_S = 120.0
+FIXED_HOLD_S = 600.0  # settings.language_hold_seconds before issue 13
+
+
+def fixed_hold(queue: list[WaitingItem], agents: list[AgentSlot]
+               ) -> Iterator[tuple[WaitingItem, list[AgentSlot]]]:
+    """The policy the derived hold replaced, for comparison: a non-VIP conversation waits up to
+    600 s for a free agent who covers it while one is online (main before issue 13)."""
+    online = [a.skills for a in agents]
+    for item in sorted(queue, key=lambda i: (-i.score, i.since, i.id)):
+        ranked = rank_agents(item.required, agents)
+        if not ranked:
+            return
+        if (not item.vip and not item.required <= ranked[0].skills
+                and item.waited_seconds < FIXED_HOLD_S and any(item.required <= s for s in online)):
+            continue
+        yield item, ranked
 
 
 @dataclass
@@ -110,6 +128,8 @@ def simulate(day: dict[str, Any], seed: int, policy: str, priors: Priors | None 
 
     for conv in arrivals(day, seed):
         push(conv.arrived, "arrive", conv)
+        if policy == "fixed_hold":  # its holds end by the clock, not by an event
+            push(conv.arrived + FIXED_HOLD_S + 0.001, "tick", None)
     for outage in day["outages"]:
         push(outage["from_h"] * 3600, "away", outage["agent"])
         push(outage["to_h"] * 3600, "back", outage["agent"])
@@ -171,7 +191,9 @@ def simulate(day: dict[str, Any], seed: int, policy: str, priors: Priors | None 
                                                       lifetime_value=0, priority="medium"),
                                  frozenset({c.lang}), c.vip, now - c.arrived, c.arrived)
                      for c in queue.values()]
-            for item, ranked in plan_next(items, online, stats, goal):
+            plan = (fixed_hold(items, online) if policy == "fixed_hold"
+                    else plan_next(items, online, stats, goal))
+            for item, ranked in plan:
                 start(queue[item.id], ranked[0], now)
                 progress = True
 
