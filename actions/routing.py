@@ -42,7 +42,7 @@ from models import Agent, Conversation, Customer, utcnow
 __all__ = ["PRIORITY_POINTS", "AgentSlot", "HoldDecision", "VipGoal", "WaitingItem",
            "hold_decision", "plan_next", "priority_score", "rank_agents", "required_skills",
            "vip_reserve", "Priors",
-           "RoutingStats", "LearnedCache", "learn_from_db", "routing_config", "routing_priors",
+           "RoutingStats", "LearnedCache", "learn_from_db", "learn_handling", "routing_config", "routing_priors",
            "routing_figures", "waiting_queue", "online_agents", "try_assign",
            "free_slot", "assign_next", "route_waiting", "transfer", "requeue",
            "release_offline_agent", "offline_agents_past_grace", "requeue_unanswered"]

@@ -411,7 +411,7 @@ def put_agent(me, aid: str, payload: AgentIn):
 def get_agents(me):
     """All agents with their live load and the handling times learned from resolved conversations."""
     priors = routing.routing_priors(current_services().settings)
-    return {"agents": run(lambda s: chat_agents.list_agents(s, routing.learn_from_db(s, priors)))}
+    return {"agents": run(lambda s: chat_agents.list_agents(s, routing.learn_handling(s, priors)))}
 
 
 def _set_status(me, aid: str, status: str, create: bool) -> dict:
