@@ -16,6 +16,10 @@ estimate moves a little, with many the data decides. Exponential-looking
 handling times (their spread is as large as their mean) make a mean of ten
 worth about +/-30 %, hence the default weight.
 
+Beside them, what changes by the minute (`observe_now`): arrival and VIP
+rates, the VIP waits of the last hours, how long each agent's open
+conversations have lasted.
+
 The worker builds the statistics from the database (`learn_from_db`); the
 routing simulation (bench/chat_routing_sim.py) feeds `add` with its own
 simulated conversations as they resolve. Same class, same arithmetic.
@@ -81,6 +85,8 @@ class RoutingStats:
     vip_rate: float = 0.0              # VIP conversations per second, lately (`recent_rate`)
     arrival_rate: float = 0.0          # all conversations per second, lately
     vip_waits: list[float] = field(default_factory=list)  # waits (so far) of the VIPs lately
+    # Per agent, how long their open conversations have lasted so far (seconds, summed).
+    open_ages: dict[str, float] = field(default_factory=dict)
 
     def add(self, agent_id: str, required: frozenset[str], agent_skills: frozenset[str],
             seconds: float, sign: int = 1) -> None:
@@ -128,10 +134,16 @@ class RoutingStats:
         return team.shrunk(self.priors.handle_seconds, self.priors.weight)
 
     def agent_slot_seconds(self, agent_id: str) -> float:
-        """How long this agent keeps a slot, whatever they were given: how soon their slots free."""
-        tally = self.agent_all.get(agent_id)
-        team = self.slot_seconds()
-        return tally.shrunk(team, self.priors.weight) if tally else team
+        """How long this agent keeps a slot, whatever they were given: how soon their slots free.
+
+        The open conversations count too, as lasting at least as long as they
+        have so far (censored durations: their time adds to the total, not to
+        the count): an agent whose slots stop freeing looks slower and slower,
+        instead of being waited for at the pace of their past.
+        """
+        tally = self.agent_all.get(agent_id) or Tally()
+        with_open = Tally(tally.count, tally.total + self.open_ages.get(agent_id, 0.0))
+        return with_open.shrunk(self.slot_seconds(), self.priors.weight)
 
     def team_mismatch(self) -> float:
         team = self.team_handle()
@@ -242,9 +254,11 @@ def learn_handling(session: Session, priors: Priors, recent: int = RECENT_RESOLV
     return stats
 
 
-def observe_arrivals(session: Session, stats: RoutingStats, now: datetime | None = None
-                     ) -> RoutingStats:
-    """`stats` with the arrival and VIP rates of the last 30 minutes and the VIP waits of the last hours."""
+def observe_now(session: Session, stats: RoutingStats,
+                now: datetime | None = None) -> RoutingStats:
+    """`stats` with what changes by the minute: the arrival and VIP rates of the last 30
+    minutes, the VIP waits of the last hours, how long each agent's open conversations have
+    lasted so far."""
     now = now or utcnow()
     at = now.timestamp()
     recent = session.scalars(select(Conversation.created_at).where(
@@ -254,16 +268,23 @@ def observe_arrivals(session: Session, stats: RoutingStats, now: datetime | None
         .join(Customer, Customer.user_id == Conversation.customer_id)
         .where(Customer.is_vip.is_(True),
                Conversation.created_at >= now - timedelta(seconds=VIP_WAIT_WINDOW_SECONDS))).all()
+    open_ages: dict[str, float] = defaultdict(float)
+    for agent_id, assigned_at in session.execute(
+            select(Conversation.agent_id, Conversation.assigned_at)
+            .where(Conversation.status == "active", Conversation.agent_id.is_not(None),
+                   Conversation.assigned_at.is_not(None))).all():
+        open_ages[agent_id] += max(0.0, (now - assigned_at).total_seconds())
     # A VIP not assigned yet has waited so far; one re-queued since counts from its first arrival.
     return replace(stats, arrival_rate=recent_rate((c.timestamp() for c in recent), at),
                    vip_rate=recent_rate((c.timestamp() for c, _ in vips), at),
-                   vip_waits=[((a or now) - c).total_seconds() for c, a in vips])
+                   vip_waits=[((a or now) - c).total_seconds() for c, a in vips],
+                   open_ages=dict(open_ages))
 
 
 def learn_from_db(session: Session, priors: Priors, recent: int = RECENT_RESOLVED,
                   now: datetime | None = None) -> RoutingStats:
     """Everything routing learns from the database: handling times, rates, VIP waits."""
-    return observe_arrivals(session, learn_handling(session, priors, recent), now)
+    return observe_now(session, learn_handling(session, priors, recent), now)
 
 
 class LearnedCache:
@@ -271,7 +292,7 @@ class LearnedCache:
 
     Reading 2,000 resolved conversations costs some 25-45 ms on PostgreSQL; a
     worker routes on every freed slot. One per worker process; the rates and
-    VIP waits are still read on every pass (`observe_arrivals`).
+    VIP waits and open conversations are still read on every pass (`observe_now`).
     """
 
     def __init__(self, seconds: float = 30.0, clock: Callable[[], float] = time.monotonic) -> None:

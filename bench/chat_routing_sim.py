@@ -143,6 +143,7 @@ def simulate(day: dict[str, Any], seed: int, policy: str, priors: Priors | None 
     arrived: deque[tuple[float, bool]] = deque()  # what the worker reads from `created_at`
     vips: deque[Conv] = deque()
     learned: deque[tuple[str, frozenset[str], frozenset[str], float]] = deque()
+    open_since: dict[str, dict[str, float]] = {aid: {} for aid in order}  # the worker's assigned_at
     done: list[Conv] = []
     rr = 0
     peak = 0
@@ -155,6 +156,7 @@ def simulate(day: dict[str, Any], seed: int, policy: str, priors: Priors | None 
             raise AssertionError(f"{agent.id} over its limit: {agent.load} > {agent.limit}")
         peak = max(peak, agent.load)
         conv.started = now
+        open_since[agent.id][conv.id] = now
         factor = 1.0 if conv.lang in agent.skills else day["mismatch_factor"][conv.lang]
         handle = conv.base_handle * factor * spec[agent.id]["handle_factor"]
         push(now + handle, "finish", (agent.id, conv, handle))
@@ -187,6 +189,8 @@ def simulate(day: dict[str, Any], seed: int, policy: str, priors: Priors | None 
                 while vips and vips[0].arrived < now - VIP_WAIT_WINDOW_SECONDS:
                     vips.popleft()
                 stats.vip_waits = [(c.started if c.started is not None else now) - c.arrived for c in vips]
+                stats.open_ages = {aid: sum(now - t for t in since.values())
+                                   for aid, since in open_since.items() if since}
             items = [WaitingItem(c.id, priority_score(vip=c.vip, waited_seconds=now - c.arrived,
                                                       lifetime_value=0, priority="medium"),
                                  frozenset({c.lang}), c.vip, now - c.arrived, c.arrived)
@@ -207,6 +211,7 @@ def simulate(day: dict[str, Any], seed: int, policy: str, priors: Priors | None 
         elif kind == "finish":
             agent_id, conv, handle = payload
             slots[agent_id].load -= 1
+            del open_since[agent_id][conv.id]
             if stats is not None:  # the worker learns from the last RECENT_RESOLVED only
                 record = (agent_id, frozenset({conv.lang}), slots[agent_id].skills, handle)
                 stats.add(*record)

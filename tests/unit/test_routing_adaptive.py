@@ -2,6 +2,7 @@
 conversations (pure, then on SQLite through the worker's path and the API)."""
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
@@ -267,3 +268,27 @@ def test_the_worker_reads_handling_times_again_every_30_seconds(services):
     with services.session() as s:
         again = cache.get(s, Priors())
     assert again.agent_all["a1"].count == 5 and first.agent_all.get("a1") is None
+
+
+def test_an_agent_whose_slots_stop_freeing_looks_slower():
+    stats = RoutingStats(Priors(weight=10))
+    for _ in range(10):
+        stats.add("a1", EN, EN, 100)
+    before = stats.agent_slot_seconds("a1")
+    stats.open_ages = {"a1": 3 * 3000.0}  # three conversations open for 50 minutes
+    assert stats.agent_slot_seconds("a1") > 3 * before
+    # ... so that a held conversation stops waiting for them
+    team = [slot("a1", {"th"}, 3, 3), slot("en0", {"en"}, 2, 3)]
+    assert hold_decision(thai(1)[0], team[1], team[:1], 0, 3, 5, 6, learned(2.0)).hold
+    stuck = replace(learned(2.0), open_ages={"a1": 3 * 3600.0 * 8})
+    assert not hold_decision(thai(1)[0], team[1], team[:1], 0, 3, 5, 6, stuck).hold
+
+
+def test_open_conversations_are_read_from_the_database(client, services):
+    make_agent(client, "a1", limit=3)
+    open_conv(client, "c1")
+    open_conv(client, "c2")
+    assert len(route_waiting(services.session)) == 2
+    with services.session() as s:
+        stats = learn_from_db(s, Priors(), now=utcnow() + timedelta(hours=1))
+    assert stats.open_ages["a1"] == pytest.approx(2 * 3600, abs=60)
