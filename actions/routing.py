@@ -35,7 +35,7 @@ from actions.routing_policy import (PRIORITY_POINTS, AgentSlot, HoldDecision, Vi
                                     WaitingItem, hold_decision, plan_next, priority_score,
                                     rank_agents, required_skills, vip_reserve)
 from actions.routing_stats import (LearnedCache, Priors, RoutingStats, learn_from_db, learn_handling,
-                                   observe_arrivals)
+                                   observe_now)
 from broadcast import publish
 from models import Agent, Conversation, Customer, utcnow
 
@@ -161,7 +161,7 @@ def _snapshot(session: Session, priors: Priors | None, cache: LearnedCache | Non
     if priors is None or not queue:  # nothing to decide: the common pass learns nothing
         return agents, queue, None
     handling = cache.get(session, priors) if cache else learn_handling(session, priors)
-    return agents, queue, observe_arrivals(session, handling)
+    return agents, queue, observe_now(session, handling)
 
 
 def assign_next(session: Session, priors: Priors | None = Priors(),
