@@ -65,7 +65,15 @@ class Settings:
     typing_throttle_seconds: float = 2.0    # one user:typing per user and conversation per interval
     agent_grace_seconds: int = 120          # an offline agent keeps their conversations this long
     unanswered_timeout_seconds: int = 0     # customer message unanswered this long: re-route (0 = off)
-    language_hold_seconds: int = 600        # non-VIP waits this long for a busy agent who covers it
+    # Routing's derived hold (actions/routing_policy.py): whether a conversation waits for a
+    # covering agent follows from learned handling times; these are their priors, worth
+    # `routing_prior_weight` resolved conversations, until the data outweighs them.
+    routing_hold: bool = True               # off: every conversation takes the best agent free now
+    routing_handle_prior_seconds: float = 360.0
+    routing_mismatch_prior: float = 1.5     # handling time without the skill / with it
+    routing_prior_weight: float = 10.0
+    routing_vip_wait_goal_seconds: float = 60.0  # DESIGN.md: VIP p95 within this; sizes the VIP reserve
+    routing_vip_reserve_share: float = 0.05      # at most this share of the slots left idle for VIPs
     routing_sweep_seconds: float = 15.0     # periodic re-score of the waiting queue
     attachment_max_bytes: int = 900_000     # under the 1 MiB request cap
     attachment_types: str = "image/png,image/jpeg,image/gif,image/webp,application/pdf,text/plain"

@@ -1,7 +1,10 @@
 """Smart routing (PROTOCOL.md section 4, Routing): who answers which waiting conversation.
 
-The policy is pure (`priority_score`, `rank_agents`, `plan_next`) so the
-routing simulation (bench/chat_routing_sim.py) replays exactly what runs here.
+The policy is pure (actions/routing_policy.py: `priority_score`, `rank_agents`,
+`plan_next` and its derived hold) and learns handling times from resolved
+conversations (actions/routing_stats.py), so the routing simulation
+(bench/chat_routing_sim.py) replays exactly what runs here. This module is
+the database side: the snapshot the policy is given, and the assignment.
 
 Capacity is guarded by the database, never by Python: an assignment is
 
@@ -18,9 +21,8 @@ so two routings cannot deadlock.
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -29,86 +31,21 @@ from sqlalchemy.orm import Session
 
 from actions.chat import (ChatError, access_own_agent_or_admin, conversation_json, system_message,
                           topic)
+from actions.routing_policy import (PRIORITY_POINTS, AgentSlot, HoldDecision, VipGoal,
+                                    WaitingItem, hold_decision, plan_next, priority_score,
+                                    rank_agents, required_skills, vip_reserve)
+from actions.routing_stats import (LearnedCache, Priors, RoutingStats, learn_from_db, learn_handling,
+                                   observe_now)
 from broadcast import publish
 from models import Agent, Conversation, Customer, utcnow
 
-PRIORITY_POINTS = {"low": 0.0, "medium": 5.0, "high": 15.0, "urgent": 30.0}
-
-
-# ---- the policy (pure) ----------------------------------------------------------
-
-def priority_score(*, vip: bool, waited_seconds: float, lifetime_value: float,
-                   priority: str) -> float:
-    """VIP +100; +1 per minute waited (at most 50); purchase value / 1000 (at most 30); priority."""
-    return ((100.0 if vip else 0.0) + min(max(waited_seconds, 0.0) / 60.0, 50.0)
-            + min(max(lifetime_value, 0.0) / 1000.0, 30.0) + PRIORITY_POINTS.get(priority, 5.0))
-
-
-@dataclass
-class WaitingItem:
-    id: str
-    score: float
-    required: frozenset[str]
-    vip: bool = False
-    waited_seconds: float = 0.0
-    since: float = 0.0           # tie-break: who waited first
-
-
-@dataclass
-class AgentSlot:
-    id: str
-    skills: frozenset[str]
-    load: int
-    limit: int
-    response_time: float | None = None
-    extra: dict = field(default_factory=dict)
-
-    @property
-    def free(self) -> bool:
-        return self.load < self.limit
-
-    @property
-    def ratio(self) -> float:
-        return self.load / self.limit if self.limit else 1.0
-
-
-def required_skills(language: str | None, tags: Iterable[str] | None) -> frozenset[str]:
-    need = {t.lower() for t in (tags or []) if isinstance(t, str)}
-    if language:
-        need.add(language.lower())
-    return frozenset(need)
-
-
-def rank_agents(required: frozenset[str], agents: Iterable[AgentSlot]) -> list[AgentSlot]:
-    """Agents with a free slot: covering skills first, then lowest load ratio, then best response time."""
-    free = [a for a in agents if a.free]
-    return sorted(free, key=lambda a: (not required <= a.skills, -len(required & a.skills), a.ratio,
-                                       a.response_time if a.response_time is not None else 1e9,
-                                       a.id))
-
-
-def plan_next(queue: list[WaitingItem], agents: list[AgentSlot], hold_seconds: float = 0.0,
-              online_skills: list[frozenset[str]] | None = None,
-              ) -> Iterable[tuple[WaitingItem, list[AgentSlot]]]:
-    """Waiting conversations by score, each with its ranked agents.
-
-    A non-VIP conversation whose skills no free agent covers waits up to
-    `hold_seconds` for one who does, as long as some online agent (busy now)
-    covers them: a mismatched agent takes 1.5x as long, and near capacity
-    that lost time is what makes queues grow (bench/chat_routing_sim.py).
-    A VIP takes the best agent free now. `online_skills`: the skill sets of
-    every online agent, full or not (None: assume a covering agent exists).
-    """
-    for item in sorted(queue, key=lambda i: (-i.score, i.since, i.id)):
-        ranked = rank_agents(item.required, agents)
-        if not ranked:
-            continue
-        if (hold_seconds and not item.vip and not item.required <= ranked[0].skills
-                and item.waited_seconds < hold_seconds
-                and (online_skills is None or any(item.required <= s for s in online_skills))):
-            continue
-        yield item, ranked
-
+__all__ = ["PRIORITY_POINTS", "AgentSlot", "HoldDecision", "VipGoal", "WaitingItem",
+           "hold_decision", "plan_next", "priority_score", "rank_agents", "required_skills",
+           "vip_reserve", "Priors",
+           "RoutingStats", "LearnedCache", "learn_from_db", "learn_handling", "routing_config", "routing_priors",
+           "routing_figures", "waiting_queue", "online_agents", "try_assign",
+           "free_slot", "assign_next", "route_waiting", "transfer", "requeue",
+           "release_offline_agent", "offline_agents_past_grace", "requeue_unanswered"]
 
 # ---- the database side ----------------------------------------------------------
 
@@ -137,10 +74,10 @@ def waiting_queue(session: Session, now: datetime | None = None) -> list[Waiting
     return items
 
 
-def available_agents(session: Session) -> list[AgentSlot]:
-    agents = session.scalars(select(Agent).where(
-        Agent.status == "online", Agent.current_conversations < Agent.concurrent_limit)).all()
-    return [_agent_slot(a) for a in agents]
+def online_agents(session: Session) -> list[AgentSlot]:
+    """Every online agent with their load: the full ones are where a held conversation's slot comes from."""
+    return [_agent_slot(a) for a in session.scalars(
+        select(Agent).where(Agent.status == "online").order_by(Agent.user_id)).all()]
 
 
 def try_assign(session: Session, conversation_id: str, agent_id: str) -> bool | None:
@@ -193,19 +130,45 @@ def free_slot(session: Session, agent_id: str) -> None:
     enqueue_named("tasks.routing.route_waiting", session=session)
 
 
-def _snapshot(session: Session) -> tuple[list[AgentSlot], list[WaitingItem], list[frozenset[str]]]:
-    agents = available_agents(session)
-    if not agents:
-        return [], [], []
-    online = [frozenset(s.lower() for s in (skills or [])) for skills in
-              session.scalars(select(Agent.skills).where(Agent.status == "online")).all()]
-    return agents, waiting_queue(session), online
+def routing_priors(settings: Any) -> Priors:
+    return Priors(settings.routing_handle_prior_seconds, settings.routing_mismatch_prior,
+                  settings.routing_prior_weight)
 
 
-def assign_next(session: Session, hold_seconds: float = 0.0) -> str | None:
+def routing_config(settings: Any) -> tuple[Priors | None, VipGoal]:
+    """The priors (None: hold off) and the VIP goal from settings.py, for the worker and the simulation."""
+    return (routing_priors(settings) if settings.routing_hold else None,
+            VipGoal(settings.routing_vip_wait_goal_seconds,
+                    reserve_share=settings.routing_vip_reserve_share))
+
+
+def routing_figures(session: Session, settings: Any) -> dict[str, Any]:
+    """GET /api/v1/stats `routing`: learned handling times per skill, arrival rates, VIP reserve now."""
+    _, goal = routing_config(settings)
+    stats = learn_from_db(session, routing_priors(settings))
+    agents = online_agents(session)
+    return {**stats.json(), "vip_rate_per_hour": round(stats.vip_rate * 3600, 1),
+            "arrival_rate_per_hour": round(stats.arrival_rate * 3600, 1),
+            "vip_reserve": vip_reserve(agents, stats, goal) if agents else 0}
+
+
+def _snapshot(session: Session, priors: Priors | None, cache: LearnedCache | None = None
+              ) -> tuple[list[AgentSlot], list[WaitingItem], RoutingStats | None]:
+    agents = online_agents(session)
+    if not any(a.free for a in agents):
+        return [], [], None
+    queue = waiting_queue(session)
+    if priors is None or not queue:  # nothing to decide: the common pass learns nothing
+        return agents, queue, None
+    handling = cache.get(session, priors) if cache else learn_handling(session, priors)
+    return agents, queue, observe_now(session, handling)
+
+
+def assign_next(session: Session, priors: Priors | None = Priors(),
+                goal: VipGoal = VipGoal()) -> str | None:
     """One assignment of the best waiting conversation; its id, or None when nothing fits."""
-    agents, queue, online = _snapshot(session)
-    for item, ranked in plan_next(queue, agents, hold_seconds, online):
+    agents, queue, stats = _snapshot(session, priors)
+    for item, ranked in plan_next(queue, agents, stats, goal):
         for slot in ranked:
             result = try_assign(session, item.id, slot.id)
             if result:
@@ -217,21 +180,27 @@ def assign_next(session: Session, hold_seconds: float = 0.0) -> str | None:
 
 
 def route_waiting(session_scope: Callable[[], AbstractContextManager[Session]],
-                  hold_seconds: float = 0.0, max_assignments: int = 10_000) -> list[str]:
+                  priors: Priors | None = Priors(), goal: VipGoal = VipGoal(),
+                  cache: LearnedCache | None = None, max_assignments: int = 10_000) -> list[str]:
     """Assign waiting conversations, best first, until nothing fits.
 
-    One snapshot of the queue and the agents serves a whole pass (scores move
-    by minutes, not milliseconds); each assignment is still its own
-    transaction with its own conditional updates, so a stale snapshot can
-    only make an attempt fail, never over-assign. A pass that assigned
-    something is followed by a fresh one.
+    `priors`: what the learned handling times start from; None turns the
+    derived hold off (every conversation takes the best agent free now).
+    `goal`: the VIP wait the VIP reserve is sized for. `cache`: handling
+    times kept between passes (the worker's, one per process); None reads
+    them every pass.
+    One snapshot of the queue, the agents and the learned handling times
+    serves a whole pass (scores move by minutes, not milliseconds); each
+    assignment is still its own transaction with its own conditional
+    updates, so a stale snapshot can only make an attempt fail, never
+    over-assign. A pass that assigned something is followed by a fresh one.
     """
     assigned: list[str] = []
     while len(assigned) < max_assignments:
         with session_scope() as session:
-            agents, queue, online = _snapshot(session)
+            agents, queue, stats = _snapshot(session, priors, cache)
         progress = False
-        for item, ranked in plan_next(queue, agents, hold_seconds, online):
+        for item, ranked in plan_next(queue, agents, stats, goal):
             for slot in ranked:
                 with session_scope() as session:
                     result = try_assign(session, item.id, slot.id)

@@ -399,8 +399,9 @@ def put_agent(me, aid: str, payload: AgentIn):
 @bp.get("/agents")
 @require("agent", "admin")
 def get_agents(me):
-    """All agents with their live load."""
-    return {"agents": run(chat_agents.list_agents)}
+    """All agents with their live load and the handling times learned from resolved conversations."""
+    priors = routing.routing_priors(current_services().settings)
+    return {"agents": run(lambda s: chat_agents.list_agents(s, routing.learn_handling(s, priors)))}
 
 
 def _set_status(me, aid: str, status: str, create: bool) -> dict:
@@ -464,3 +465,8 @@ def delete_canned(me, shortcut: str):
 @stats_section("chat")
 def _chat_stats(session):
     return chat_agents.chat_stats(session)
+
+
+@stats_section("routing")
+def _routing_stats(session):
+    return routing.routing_figures(session, current_services().settings)

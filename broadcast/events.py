@@ -14,9 +14,10 @@ from __future__ import annotations
 import json
 import re
 import secrets
-import struct
 from dataclasses import dataclass, field
 from typing import Any
+
+from broadcast.wsframes import text_header
 
 # Bare "0-0" is what a client may write for "from the start of what you keep";
 # every cursor the server issues names its epoch: "<ms>-<seq>:<epoch>".
@@ -98,15 +99,6 @@ def utf8(text: str) -> bytes:
         return text.encode("utf-8", "backslashreplace")
 
 
-def ws_text_header(length: int) -> bytes:
-    """RFC 6455 header of an unmasked, final text frame (server to client)."""
-    if length < 126:
-        return struct.pack("!BB", 0x81, length)
-    if length < 1 << 16:
-        return struct.pack("!BBH", 0x81, 126, length)
-    return struct.pack("!BBQ", 0x81, 127, length)
-
-
 @dataclass(eq=False)
 class Event:
     """One published event. `frame` is the JSON text every transport sends."""
@@ -133,7 +125,7 @@ class Event:
         """The WebSocket frame, built once per event and written to every socket."""
         if self._ws is None:
             payload = utf8(self.frame)
-            self._ws = ws_text_header(len(payload)) + payload
+            self._ws = text_header(len(payload)) + payload
         return self._ws
 
     @property

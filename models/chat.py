@@ -65,6 +65,9 @@ class Conversation(Base):
         Index("ix_conversations_customer_created", "customer_id", "created_at"),
         Index("ix_conversations_agent_status", "agent_id", "status"),
         Index("ix_conversations_status_waiting", "status", "waiting_since"),
+        # Routing reads the latest resolved and the latest created (migration 0004).
+        Index("ix_conversations_resolved_at", "resolved_at"),
+        Index("ix_conversations_created_at", "created_at"),
     )
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True, default=new_id)

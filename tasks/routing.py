@@ -6,6 +6,7 @@ updates, so a repeat finds nothing left to do.
 """
 from __future__ import annotations
 
+from actions.routing_stats import LearnedCache
 from tasks import celery_app
 
 
@@ -29,9 +30,14 @@ def _services():
     return get_services()
 
 
+# Handling times learned from resolved conversations, read again every 30 s per worker process.
+_LEARNED = LearnedCache()
+
+
 def _route(services) -> list[str]:
-    from actions.routing import route_waiting
-    return route_waiting(services.session, services.settings.language_hold_seconds)
+    from actions.routing import route_waiting, routing_config
+    priors, goal = routing_config(services.settings)
+    return route_waiting(services.session, priors, goal, _LEARNED)
 
 
 @celery_app.task(name="tasks.routing.route_conversation", bind=True, autoretry_for=(Exception,))

@@ -16,7 +16,7 @@ XSS = "<img src=x onerror=window.__pwned=1><script>window.__pwned=2</script><b i
 
 @pytest.fixture
 def chat_server(procs, stack_env):
-    env = {**stack_env, "SB_LANGUAGE_HOLD_SECONDS": "0"}
+    env = {**stack_env, "SB_ROUTING_HOLD": "0"}
     web = procs.start(WebServer(env, procs.log_dir, "web"))
     procs.start(Worker(env, procs.log_dir, queues="routing,notifications", concurrency=2))
     return web

@@ -10,7 +10,7 @@ from tests.support.procs import WebServer, Worker
 
 
 def test_customer_and_agent_chat_across_processes(procs, stack_env):
-    env = {**stack_env, "SB_LANGUAGE_HOLD_SECONDS": "0"}
+    env = {**stack_env, "SB_ROUTING_HOLD": "0"}
     a = procs.start(WebServer(env, procs.log_dir, "web-a"))
     b = procs.start(WebServer(env, procs.log_dir, "web-b"))
     procs.start(Worker(env, procs.log_dir, queues="routing,notifications", concurrency=2))
