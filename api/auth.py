@@ -1,13 +1,18 @@
 """JWT identity (PROTOCOL.md section 2): who is calling, and may they."""
 from __future__ import annotations
 
+import binascii
 import functools
+import hashlib
+import hmac
+import json
 import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import jwt
+from jwt.utils import base64url_decode
 from flask import current_app, g, request
 
 from api.errors import ApiError
@@ -37,15 +42,68 @@ def issue_token(secret: str, sub: str, role: str, name: str | None = None,
 
 @functools.lru_cache(maxsize=16384)
 def _signed_claims(token: str, secret: str) -> dict:
-    """The claims of a token whose signature checks out (raises otherwise).
+    """The claims of a token whose signature checks out (raises PyJWT's errors otherwise).
 
     Cached because a client sends the same token with every request; the
     times (`exp`, `nbf`) are not part of what is cached: `claims` checks them
     on every use. The dict is shared: read it, never change it.
     """
+    fast = _hs256_claims(token, secret)
+    if fast is not None:
+        return fast
+    return reference_claims(token, secret)
+
+
+def reference_claims(token: str, secret: str) -> dict:
+    """PyJWT's verification: the reference the fast path is held to (tests/unit/test_tokens.py)."""
     return jwt.decode(token, secret, algorithms=["HS256"],
                       options={"require": ["exp", "sub"], "verify_exp": False,
                                "verify_nbf": False, "verify_iat": False})
+
+
+# Headers seen to be plain HS256 (`alg` and `typ` only), by their encoded form.
+_PLAIN_HEADERS: dict[str, bool] = {}
+
+
+def _hs256_claims(token: str, secret: str) -> dict | None:
+    """The common token (a plain HS256 header) verified by hand: 6 us, PyJWT's decode 50.
+
+    A connect pays it once per connection (BENCHMARKS.md, issue 11). None means
+    "not the common case": PyJWT decides. Refusals raise PyJWT's errors.
+    """
+    parts = token.split(".")
+    if len(parts) != 3:
+        return None
+    head, body, sig = parts
+    plain = _PLAIN_HEADERS.get(head)
+    if plain is None:
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError:
+            return None
+        plain = header.get("alg") == "HS256" and set(header) <= {"alg", "typ"} and \
+            header.get("typ", "JWT") == "JWT"
+        if len(_PLAIN_HEADERS) < 64:
+            _PLAIN_HEADERS[head] = plain
+    if not plain:
+        return None
+    try:
+        signature = base64url_decode(sig.encode("ascii"))
+        payload = json.loads(base64url_decode(body.encode("ascii")))
+    except (ValueError, UnicodeError, binascii.Error):
+        return None   # PyJWT words the refusal
+    mac = hmac.new(secret.encode(), f"{head}.{body}".encode("ascii"), hashlib.sha256).digest()
+    if not hmac.compare_digest(mac, signature):
+        raise jwt.InvalidSignatureError("Signature verification failed")
+    # Only the claims Switchboard's tokens carry, of their types: PyJWT checks the
+    # rest (aud, iss, jti, ...) by rules of its own.
+    if not isinstance(payload, dict) or not _COMMON_CLAIMS.issuperset(payload) or \
+            "exp" not in payload or not isinstance(payload.get("sub"), str):
+        return None
+    return payload
+
+
+_COMMON_CLAIMS = frozenset({"sub", "role", "exp", "nbf", "name"})
 
 
 def claims(token: str, secret: str) -> dict:
