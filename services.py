@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 import redis
-from sqlalchemy import select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy import select, text, update
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -36,12 +36,19 @@ from settings import Settings
 log = logging.getLogger(__name__)
 
 
+_INSERT_USERS_PG = text(
+    "INSERT INTO users (id, role, name, created_at) "
+    "SELECT id, role, name, :at FROM unnest(CAST(:ids AS text[]), CAST(:roles AS text[]), "
+    "CAST(:names AS text[])) AS u(id, role, name) ON CONFLICT (id) DO NOTHING")
+_INSERT_USERS_SQLITE = sqlite_insert(User).on_conflict_do_nothing(index_elements=["id"])
+
+
 class UserRegistry:
     """Creates the user row on first sight of a token's `sub` (PROTOCOL.md section 2).
 
     API calls create it before they go on (`ensure`); real-time connections,
     which may arrive by the thousand, queue it and one greenlet inserts what
-    has piled up in one statement (`ensure_later`).
+    arrived within `LINGER` seconds in one statement (`ensure_later`).
     """
 
     def __init__(self, sessions: sessionmaker[Session]) -> None:
@@ -72,9 +79,12 @@ class UserRegistry:
             self._flusher.start()
         self._wakeup.set()
 
+    LINGER = 0.25
+
     def _flush_loop(self) -> None:
         while True:
             self._wakeup.wait()
+            time.sleep(self.LINGER)   # a burst's worth to one statement, not one each
             self._wakeup.clear()
             pending, self._pending = self._pending, {}
             try:
@@ -90,11 +100,16 @@ class UserRegistry:
     def _insert_missing(session: Session, users: dict[str, tuple[str, str | None]]) -> None:
         if not users:
             return
-        dialect = session.get_bind().dialect.name
-        insert = pg_insert if dialect == "postgresql" else sqlite_insert
-        rows = [{"id": uid, "role": role, "name": name, "created_at": utcnow()}
-                for uid, (role, name) in users.items()]
-        session.execute(insert(User).values(rows).on_conflict_do_nothing(index_elements=["id"]))
+        now = utcnow()
+        if session.get_bind().dialect.name == "postgresql":
+            # One statement, four array parameters, whatever the batch's size: a
+            # burst's thousands of rows as one execution, not one each.
+            session.execute(_INSERT_USERS_PG, {
+                "ids": list(users), "roles": [role for role, _ in users.values()],
+                "names": [name for _, name in users.values()], "at": now})
+            return
+        session.execute(_INSERT_USERS_SQLITE, [{"id": uid, "role": role, "name": name, "created_at": now}
+                                               for uid, (role, name) in users.items()])
 
     def _remember(self, key: tuple[str, str]) -> None:
         if len(self._seen) > 100_000:
@@ -165,13 +180,14 @@ class Services:
                  if self.redis is not None else MemoryPresence())
         self.presence = Presence(store, self.announce, self.settings.max_connections_per_user)
 
-    def announce(self, user_id: str, online: bool) -> None:
+    def announce(self, user_id: str, online: bool, role: str | None = None) -> None:
         """Publish a presence change: queued in a web process with its loops, else at once."""
         if self.announcer is not None:
-            self.announcer.put(user_id, online)
+            self.announcer.put(user_id, online, role)
             return
         with self.session() as session:
-            announce_many(session, [(user_id, online)], self.settings.agent_grace_seconds)
+            announce_many(session, [(user_id, online)], self.settings.agent_grace_seconds,
+                          {user_id: role} if role else None)
 
 
 _current: Services | None = None
@@ -207,6 +223,6 @@ def start_loops(services: Services) -> None:
     """The web process's background work, each part next to what it keeps alive."""
     grace = services.settings.agent_grace_seconds
     services.announcer = Announcer(
-        services.session, lambda session, changes: announce_many(session, changes, grace))
+        services.session, lambda session, changes, roles: announce_many(session, changes, grace, roles))
     services.presence.run_upkeep(max(1.0, services.settings.presence_ttl_seconds / 3))
     keep_alive(services.hub, services.settings.heartbeat_seconds)

@@ -9,13 +9,16 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime, timezone
 
-from sqlalchemy import or_, select
+from sqlalchemy import or_, select, text
 from sqlalchemy.orm import Session
 
 from broadcast import publish
 from models import Conversation, User
 
 OPEN = ("active", "waiting")
+_OPEN_OF_PG = text(
+    "SELECT id, customer_id, agent_id FROM conversations WHERE status IN ('active', 'waiting') "
+    "AND (customer_id = ANY(CAST(:ids AS text[])) OR agent_id = ANY(CAST(:ids AS text[])))")
 _CHUNK = 500  # ids per IN (...) list
 
 
@@ -24,20 +27,35 @@ def _chunks(ids: list[str]) -> Iterable[list[str]]:
         yield ids[i:i + _CHUNK]
 
 
-def presence_topics_many(session: Session, user_ids: Iterable[str]) -> dict[str, list[str]]:
-    """Per user: their own topic, each open conversation they take part in, `agents` for agents."""
+def presence_topics_many(session: Session, user_ids: Iterable[str],
+                         roles: dict[str, str] | None = None) -> dict[str, list[str]]:
+    """Per user: each open conversation they take part in, and `agents` for agents.
+
+    PROTOCOL.md section 4 names no other topic for presence; the user's own
+    topic is not one (announcing on it cost a frame to every connecting
+    client and a tenth of a connect's CPU, for no listener).
+
+    `roles` are the users' roles where the caller knows them (a connection's
+    token says); the others are read.
+    """
     ids = list(dict.fromkeys(user_ids))
-    topics: dict[str, list[str]] = {uid: [f"user:{uid}"] for uid in ids}
-    roles: dict[str, str] = {}
+    topics: dict[str, list[str]] = {uid: [] for uid in ids}
+    roles = dict(roles or {})
+    postgres = session.get_bind().dialect.name == "postgresql"
     for chunk in _chunks(ids):
-        for cid, customer, agent in session.execute(
-                select(Conversation.id, Conversation.customer_id, Conversation.agent_id).where(
-                    or_(Conversation.customer_id.in_(chunk), Conversation.agent_id.in_(chunk)),
-                    Conversation.status.in_(OPEN))):
+        # On PostgreSQL the ids go as one array: one statement text whatever the
+        # batch's size, so neither SQLAlchemy nor psycopg parses it anew each time.
+        rows = session.execute(_OPEN_OF_PG, {"ids": chunk}) if postgres else session.execute(
+            select(Conversation.id, Conversation.customer_id, Conversation.agent_id).where(
+                or_(Conversation.customer_id.in_(chunk), Conversation.agent_id.in_(chunk)),
+                Conversation.status.in_(OPEN)))
+        for cid, customer, agent in rows:
             for uid in (customer, agent):
                 if uid in topics:
                     topics[uid].append(f"conversation:{cid}")
-        roles.update(session.execute(select(User.id, User.role).where(User.id.in_(chunk))).all())
+        unknown = [uid for uid in chunk if uid not in roles]
+        if unknown:
+            roles.update(session.execute(select(User.id, User.role).where(User.id.in_(unknown))).all())
     for uid in ids:
         if roles.get(uid) == "agent":
             topics[uid].append("agents")
@@ -48,7 +66,8 @@ def presence_topics(session: Session, user_id: str) -> list[str]:
     return presence_topics_many(session, [user_id])[user_id]
 
 
-def announce_many(session: Session, changes: list[tuple[str, bool]], grace_seconds: float) -> None:
+def announce_many(session: Session, changes: list[tuple[str, bool]], grace_seconds: float,
+                  roles: dict[str, str] | None = None) -> None:
     """Publish each change in order; an agent's dropped connection also stops new assignments
     until they are back (their conversations wait out the grace period).
 
@@ -58,7 +77,7 @@ def announce_many(session: Session, changes: list[tuple[str, bool]], grace_secon
     from actions.chat_agents import connection_changed
     if not changes:
         return
-    topics = presence_topics_many(session, (uid for uid, _ in changes))
+    topics = presence_topics_many(session, (uid for uid, _ in changes), roles)
     for user_id, online in changes:
         event = "user:online" if online else "user:offline"
         data = {"user_id": user_id, "timestamp": datetime.now(timezone.utc).isoformat()}

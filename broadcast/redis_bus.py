@@ -15,6 +15,7 @@ from typing import Any
 import redis
 
 from broadcast.bus import Listener, Outgoing, now_ms
+from group_commit import GroupCommit
 from broadcast.events import (BEFORE_FIRST, Event, cursor_key, frame_parts, make_cursor, new_epoch, parse_cursor,
                               recoverable)
 
@@ -109,6 +110,8 @@ return {epoch, newest[1][1]}
 """
 
 
+_MISSING: Any = object()
+
 # Live events handed to the hub together at most (those already read from the socket).
 _BATCH = 64
 # Events a reconnected listener reads from a stream at once.
@@ -140,8 +143,12 @@ class RedisBus:
         self._history = self.redis.register_script(_HISTORY)
         self._latest = self.redis.register_script(_LATEST)
         self._listeners: list[Listener] = []
-        self._wanted: dict[str, threading.Event] = {}   # topic -> subscribed
-        self._last: dict[str, str] = {}                  # topic -> newest id seen live
+        # topic -> None once subscribed, or the Event its listeners wait on until then
+        # (an Event per topic only while it is being subscribed: topics are per user).
+        self._wanted: dict[str, threading.Event | None] = {}
+        self._last: dict[str, str] = {}                  # topic -> newest id delivered live
+        self._newest: dict[str, str] = {}                # topic -> newest id known (latest())
+        self._subscribes: GroupCommit = GroupCommit(self._subscribe_many, "redis-subscribe")
         self._listened_ms: dict[str, int] = {}           # topic -> when it was first wanted
         self._clock_offset_ms = 0                        # Redis's clock - ours, at the last connect
         self._pubsub: redis.client.PubSub | None = None
@@ -200,9 +207,21 @@ class RedisBus:
         return _text(result) if result else None
 
     def latest(self, topic: str) -> str:
+        # A subscribed topic's newest event is known here without asking: the
+        # first answer is kept and every live event moves it on. It may lag by
+        # the events still in flight to this process, which arrive after it,
+        # so a cursor from it misses nothing.
+        subscribed = self._wanted.get(topic, _MISSING) is None
+        if subscribed:
+            known = self._newest.get(topic)
+            if known is not None:
+                return known
         epoch, newest = self._latest(keys=[self._stream(topic), self._epoch_key(topic)],
                                      args=[new_epoch(), self.idle_ttl])
-        return make_cursor(_text(newest), _text(epoch))
+        cursor = make_cursor(_text(newest), _text(epoch))
+        if subscribed:
+            self._newest.setdefault(topic, cursor)
+        return cursor
 
     def history(self, topic: str, since: str, limit: int | None = None) -> tuple[list[Event], bool]:
         since_key, _ = parse_cursor(since)
@@ -240,29 +259,53 @@ class RedisBus:
             self._thread.start()
 
     def listen(self, topic: str, timeout: float = 10.0) -> None:
-        ready = self._wanted.get(topic)
+        ready = self._wanted.get(topic, _MISSING)
         if ready is None:
+            return
+        if ready is _MISSING:
             with self._write:
-                ready = self._wanted.get(topic)
-                if ready is None:
+                ready = self._wanted.get(topic, _MISSING)
+                fresh = ready is _MISSING
+                if fresh:
                     ready = self._wanted[topic] = threading.Event()
                     self._listened_ms.setdefault(topic, self._redis_now_ms())
-                    if self._pubsub is not None and self._pubsub.connection is not None:
-                        self._pubsub.subscribe(self._channel(topic))
-        if not ready.wait(timeout):
+            if fresh:
+                # The topics wanted while a SUBSCRIBE is on its way go in the next one:
+                # a burst of connects (a user topic each) sends a few commands, not one each.
+                self._subscribes.submit("subscribe", topic)
+        if ready is not None and not ready.wait(timeout):
             raise TimeoutError(f"no subscription to {topic} within {timeout}s")
+
+    def _subscribe_many(self, _key: str, topics: list[str]) -> list[None]:
+        with self._write:
+            wanted = [self._channel(t) for t in topics if self._wanted.get(t, _MISSING) is not None]
+            if wanted:
+                self._send("SUBSCRIBE", wanted)
+        return [None] * len(topics)
+
+    def _send(self, command: str, channels: list[str]) -> None:
+        """SUBSCRIBE / UNSUBSCRIBE on the listener's connection, with `_write` held.
+
+        Sent as a bare command: redis-py's PubSub would also keep a handler
+        entry per channel, for a resubscription this engine does itself
+        (`_run` subscribes every wanted topic on a new connection), and topics
+        are per user. The replies come to the listener as messages as usual.
+        """
+        pubsub = self._pubsub
+        if pubsub is not None and pubsub.connection is not None:
+            pubsub.connection.send_command(command, *channels)
 
     def unlisten(self, topic: str) -> None:
         with self._write:
-            if self._wanted.pop(topic, None) is None:
+            if self._wanted.pop(topic, _MISSING) is _MISSING:
                 return
             self._last.pop(topic, None)
+            self._newest.pop(topic, None)
             self._listened_ms.pop(topic, None)
-            if self._pubsub is not None and self._pubsub.connection is not None:
-                try:
-                    self._pubsub.unsubscribe(self._channel(topic))
-                except redis.RedisError:
-                    log.warning("unsubscribe %s failed; the reconnect will drop it", topic)
+            try:
+                self._send("UNSUBSCRIBE", [self._channel(topic)])
+            except redis.RedisError:
+                log.warning("unsubscribe %s failed; the reconnect will drop it", topic)
 
     def _run(self) -> None:
         backoff = 0.1
@@ -271,10 +314,16 @@ class RedisBus:
             pubsub = self.redis.pubsub()
             try:
                 with self._write:
-                    for ready in self._wanted.values():
-                        ready.clear()
-                    pubsub.subscribe(control, *[self._channel(t) for t in self._wanted])
+                    # Every topic waits for its subscription again, and nothing of
+                    # what happened while disconnected is known: ask Redis anew.
+                    for topic, ready in self._wanted.items():
+                        if ready is None:
+                            self._wanted[topic] = threading.Event()
+                    self._newest.clear()
+                    pubsub.subscribe(control)
                     self._pubsub = pubsub
+                    if self._wanted:
+                        self._send("SUBSCRIBE", [self._channel(t) for t in self._wanted])
                 seconds, micros = self.redis.time()
                 self._clock_offset_ms = seconds * 1000 + micros // 1000 - now_ms()
                 self._replay_missed()
@@ -355,6 +404,7 @@ class RedisBus:
         if kind == "subscribe":
             ready = self._wanted.get(topic)
             if ready is not None:
+                self._wanted[topic] = None
                 ready.set()
             return None
         if kind != "message" or not channel.startswith(self.prefix + "t:"):
@@ -368,7 +418,7 @@ class RedisBus:
             return
         for ev in events:
             if ev.id is not None:
-                self._last[ev.topic] = ev.id
+                self._last[ev.topic] = self._newest[ev.topic] = ev.id
         for listener in self._listeners:
             many = getattr(listener, "many", None)
             try:
@@ -382,7 +432,7 @@ class RedisBus:
 
     def _deliver(self, ev: Event) -> None:
         if ev.id is not None:
-            self._last[ev.topic] = ev.id
+            self._last[ev.topic] = self._newest[ev.topic] = ev.id
         for listener in self._listeners:
             try:
                 listener(ev)

@@ -32,7 +32,7 @@ from refusals import Refusal
 
 log = logging.getLogger(__name__)
 
-Announce = Callable[[str, bool], None]
+Announce = Callable[[str, bool, str | None], None]   # (user_id, online, role)
 
 
 class Presence:
@@ -44,7 +44,7 @@ class Presence:
         self._batches: GroupCommit = GroupCommit(lambda _key, items: store.apply_many(items),
                                                  "presence")
 
-    def connect(self, user_id: str) -> None:
+    def connect(self, user_id: str, role: str | None = None) -> None:
         """Count a connection of `user_id`; Refusal 429 when they hold the limit already."""
         held = self._batches.submit("presence", (user_id, self.limit))
         if not held:
@@ -53,21 +53,21 @@ class Presence:
                           headers={"Retry-After": "5"})
         self.open[user_id] += 1
         if held == 1:
-            self._announce(user_id, True)
+            self._announce(user_id, True, role)
 
-    def disconnect(self, user_id: str) -> None:
+    def disconnect(self, user_id: str, role: str | None = None) -> None:
         self.open[user_id] -= 1
         if self.open[user_id] <= 0:
             del self.open[user_id]
         if self._batches.submit("presence", (user_id, None)) == 0:
-            self._announce(user_id, False)
+            self._announce(user_id, False, role)
 
     def is_online(self, user_id: str) -> bool:
         return self.store.is_online(user_id)
 
-    def _announce(self, user_id: str, online: bool) -> None:
+    def _announce(self, user_id: str, online: bool, role: str | None = None) -> None:
         try:
-            self.announce(user_id, online)
+            self.announce(user_id, online, role)
         except Exception:  # noqa: BLE001 - presence is best effort; the connection goes on
             log.exception("presence announcement for %s failed", user_id)
 

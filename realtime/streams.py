@@ -52,14 +52,14 @@ def events():
     last = request.headers.get("Last-Event-ID") or request.args.get("last_event_id")
     positions = _positions(last)
     conn = QueuedConnection(me, "sse", services.settings.outbox_limit, me.exp)
-    services.presence.connect(me.id)   # 429 here, before the stream starts
+    services.presence.connect(me.id, me.role)   # 429 here, before the stream starts
     services.hub.register(conn)
     CONNECTIONS.labels("sse").inc()
 
     def close() -> None:
         services.hub.drop(conn)
         CONNECTIONS.labels("sse").dec()
-        services.presence.disconnect(me.id)
+        services.presence.disconnect(me.id, me.role)
 
     try:
         _join_all(services, conn, topics, positions, resume=bool(last))

@@ -111,13 +111,16 @@ class WebSocketEndpoint:
         if type(theirs) is not gevent.socket.socket:
             raise Refusal(501, "websocket_unsupported",
                           "serve /ws with gunicorn's gevent worker (make run / make up), TLS in front")
-        with self.admission.admitted():
-            services.presence.connect(me.id)   # 429 past the cap: before the socket is ours
+        self.admission.enter()
+        try:
+            services.presence.connect(me.id, me.role)   # 429 past the cap: before the socket is ours
             try:
                 conn = self._take_over(theirs, me)
             except BaseException:
-                services.presence.disconnect(me.id)
+                services.presence.disconnect(me.id, me.role)
                 raise
+        finally:
+            self.admission.leave()
         return conn, key
 
     def _take_over(self, theirs, me) -> WebSocketConnection:
@@ -143,7 +146,7 @@ class WebSocketEndpoint:
             self.services.hub.drop(conn)
         finally:
             CONNECTIONS.labels("ws").dec()
-            self.services.presence.disconnect(conn.user.id)
+            self.services.presence.disconnect(conn.user.id, conn.user.role)
 
 
 def _raw_socket(theirs):

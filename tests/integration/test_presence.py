@@ -4,8 +4,9 @@ from __future__ import annotations
 import uuid
 
 import pytest
+import requests
 
-from tests.support.clients import WsClient, token
+from tests.support.clients import WsClient, auth, token
 from tests.support.procs import WebServer
 
 
@@ -18,14 +19,35 @@ def presence(frame, kind, user):
     return frame.get("event") == f"user:{kind}" and frame["data"]["user_id"] == user
 
 
-def test_online_until_the_last_connection_anywhere_closes(procs, env):
+@pytest.fixture
+def watch():
+    """`watch(server, user)`: an admin following an open conversation of `user`, where their
+    presence is told. The conversations are resolved afterwards: left waiting, they would
+    be routed to the agents of the tests that follow (one database for the session)."""
+    opened = []
+
+    def follow(server, user: str) -> WsClient:
+        resp = requests.post(f"{server.url}/api/v1/conversations", headers=auth(user, "customer"),
+                             json={"text": "hello"}, timeout=10)
+        assert resp.status_code == 201, resp.text
+        opened.append((server, resp.json()["id"]))
+        observer = WsClient(server.url, token("ops", "admin"))
+        observer.subscribe(f"conversation:{resp.json()['id']}")
+        return observer
+
+    yield follow
+    for server, cid in opened:
+        requests.post(f"{server.url}/api/v1/conversations/{cid}/resolve", headers=auth("ops", "admin"),
+                      timeout=10)
+
+
+def test_online_until_the_last_connection_anywhere_closes(procs, env, watch):
     # A long lease: nothing here crashes, and a loaded machine must not reap a slow process.
     env = {**env, "SB_PRESENCE_TTL_SECONDS": "30"}
     a = procs.start(WebServer(env, procs.log_dir, "web-a"))
     b = procs.start(WebServer(env, procs.log_dir, "web-b"))
     alice = f"alice-{uuid.uuid4().hex[:6]}"
-    observer = WsClient(a.url, token("ops", "admin"))
-    observer.subscribe(f"user:{alice}")
+    observer = watch(a, alice)
 
     on_b = WsClient(b.url, token(alice))
     frame = observer.until(lambda f: presence(f, "online", alice))
@@ -33,7 +55,6 @@ def test_online_until_the_last_connection_anywhere_closes(procs, env):
     on_a = WsClient(a.url, token(alice))
     on_b.close()
     with pytest.raises(TimeoutError):  # still connected through A: no change of alice's
-        # (the observer's own `user:online` on its own topic may arrive late under load)
         observer.until(lambda f: f.get("event", "").startswith("user:")
                        and f.get("data", {}).get("user_id") == alice, timeout=2)
     on_a.close()
@@ -41,12 +62,11 @@ def test_online_until_the_last_connection_anywhere_closes(procs, env):
     observer.close()
 
 
-def test_users_of_a_crashed_process_go_offline(procs, env):
+def test_users_of_a_crashed_process_go_offline(procs, env, watch):
     a = procs.start(WebServer(env, procs.log_dir, "web-a"))
     doomed = procs.start(WebServer(env, procs.log_dir, "web-doomed"))
     bob = f"bob-{uuid.uuid4().hex[:6]}"
-    observer = WsClient(a.url, token("ops", "admin"))
-    observer.subscribe(f"user:{bob}")
+    observer = watch(a, bob)
     victim = WsClient(doomed.url, token(bob))
     observer.until(lambda f: presence(f, "online", bob))
     doomed.kill()  # SIGKILL: no disconnect is ever processed by that process
@@ -55,12 +75,11 @@ def test_users_of_a_crashed_process_go_offline(procs, env):
     observer.close()
 
 
-def test_a_process_reaped_during_a_stall_counts_its_users_again(procs, env, redis_prefix):
+def test_a_process_reaped_during_a_stall_counts_its_users_again(procs, env, watch, redis_prefix):
     import redis as redis_lib
     a = procs.start(WebServer(env, procs.log_dir, "web-a"))
     carol = f"carol-{uuid.uuid4().hex[:6]}"
-    observer = WsClient(a.url, token("ops", "admin"))
-    observer.subscribe(f"user:{carol}")
+    observer = watch(a, carol)
     conn = WsClient(a.url, token(carol))
     observer.until(lambda f: presence(f, "online", carol))
     # What another process does to one whose lease ran out during a stall: take its
