@@ -15,22 +15,30 @@ import uuid
 
 import redis
 
-# KEYS: counts, this process's hash, leases. ARGV: user, lease expiry, instance, limit.
-# Counted and capped in one step, so two processes admitting the same user
-# at once cannot both take the last slot.
-_CONNECT = """
-if tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0') >= tonumber(ARGV[4]) then return 0 end
-redis.call('HINCRBY', KEYS[2], ARGV[1], 1)
-redis.call('ZADD', KEYS[3], ARGV[2], ARGV[3])
-return redis.call('HINCRBY', KEYS[1], ARGV[1], 1)
-"""
-
-# KEYS: counts, this process's hash, leases. ARGV: user.
-_DISCONNECT = """
-if redis.call('HINCRBY', KEYS[2], ARGV[1], -1) <= 0 then redis.call('HDEL', KEYS[2], ARGV[1]) end
-local n = redis.call('HINCRBY', KEYS[1], ARGV[1], -1)
-if n <= 0 then redis.call('HDEL', KEYS[1], ARGV[1]) return 0 end
-return n
+# KEYS: counts, this process's hash, leases. ARGV: lease expiry, instance, then
+# (limit, user) pairs in order; the limit "-" is a disconnection.
+# A whole batch in one script: each connect is counted and capped in one step,
+# so two processes admitting the same user at once cannot both take the last
+# slot, and the batch pays one command, not one per change.
+_APPLY = """
+local out, counted = {}, false
+for i = 3, #ARGV, 2 do
+  local limit, user = ARGV[i], ARGV[i + 1]
+  if limit == '-' then
+    if redis.call('HINCRBY', KEYS[2], user, -1) <= 0 then redis.call('HDEL', KEYS[2], user) end
+    local n = redis.call('HINCRBY', KEYS[1], user, -1)
+    if n <= 0 then redis.call('HDEL', KEYS[1], user) n = 0 end
+    out[#out + 1] = n
+  elseif tonumber(redis.call('HGET', KEYS[1], user) or '0') >= tonumber(limit) then
+    out[#out + 1] = 0
+  else
+    redis.call('HINCRBY', KEYS[2], user, 1)
+    out[#out + 1] = redis.call('HINCRBY', KEYS[1], user, 1)
+    counted = true
+  end
+end
+if counted then redis.call('ZADD', KEYS[3], ARGV[1], ARGV[2]) end
+return out
 """
 
 # KEYS: counts, leases. ARGV: now ms, per-process key prefix.
@@ -116,9 +124,7 @@ class RedisPresence:
         self.counts_key = f"{prefix}pr:counts"
         self.leases_key = f"{prefix}pr:leases"
         self.proc_prefix = f"{prefix}pr:proc:"
-        self._loaded = False
-        self._connect = client.register_script(_CONNECT)
-        self._disconnect = client.register_script(_DISCONNECT)
+        self._apply = client.register_script(_APPLY)
         self._reap = client.register_script(_REAP)
         self._restore = client.register_script(_RESTORE)
 
@@ -132,32 +138,14 @@ class RedisPresence:
         """Count connections (`(user, limit)`) and disconnections (`(user, None)`), in order,
         in one round trip. Each result is the user's open connections after it; a
         connection refused for the limit is 0 and not counted (1 after a connect: the
-        user just came online; 0 after a disconnect: they just went offline)."""
-        keys, expiry = self._keys(), self._expiry()
-        if not self._loaded:
-            self._load_scripts()
-        try:
-            return self._apply(keys, expiry, changes)
-        except redis.exceptions.NoScriptError:
-            # Redis restarted (its script cache with it): every EVALSHA failed alike,
-            # nothing ran, so the batch may run again. Both scripts are loaded
-            # together, so a batch never finds one and not the other.
-            self._load_scripts()
-            return self._apply(keys, expiry, changes)
+        user just came online; 0 after a disconnect: they just went offline).
 
-    def _load_scripts(self) -> None:
-        self.redis.script_load(_CONNECT)
-        self.redis.script_load(_DISCONNECT)
-        self._loaded = True
-
-    def _apply(self, keys: list[str], expiry: int, changes) -> list[int]:
-        with self.redis.pipeline(transaction=False) as pipe:
-            for user_id, limit in changes:
-                if limit is None:
-                    pipe.evalsha(self._disconnect.sha, 3, *keys, user_id)
-                else:
-                    pipe.evalsha(self._connect.sha, 3, *keys, user_id, expiry, self.instance, limit)
-            return [int(r) for r in pipe.execute()]
+        A Redis that restarted has lost its scripts: the script object loads it
+        again and runs it once (nothing ran the first time)."""
+        args: list = [self._expiry(), self.instance]
+        for user_id, limit in changes:
+            args += ("-" if limit is None else limit, user_id)
+        return [int(n) for n in self._apply(keys=self._keys(), args=args)]
 
     def is_online(self, user_id: str) -> bool:
         return int(self.redis.hget(self.counts_key, user_id) or 0) > 0
