@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 export PORT ?= 5000
 
-.PHONY: run test migrate up flower bench install browser services clean
+.PHONY: run test migrate up flower bench bench-100k install browser services clean
 
 $(STAMP): requirements.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -42,6 +42,10 @@ test: $(STAMP) browser services
 
 bench: $(STAMP)
 	cd bench && npm install --no-audit --no-fund --silent && ./run.sh
+
+# 100 000 idle WebSockets over six web processes, one publish to all; Switchboard then the Node peer.
+bench-100k: $(STAMP)
+	cd bench && npm install --no-audit --no-fund --silent && ./run-100k.sh
 
 clean:
 	rm -rf $(VENV) var

@@ -106,6 +106,7 @@ def serve() -> None:
             self.cfg.set("worker_connections", 20000)
             self.cfg.set("timeout", 120)
             self.cfg.set("graceful_timeout", 5)
+            self.cfg.set("keepalive", 20)   # as gunicorn.conf.py, which says why
 
         def load(self):
             return create_app(settings)

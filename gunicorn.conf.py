@@ -8,4 +8,8 @@ workers = int(os.environ.get("WEB_CONCURRENCY", "1"))
 worker_connections = 20000   # long-lived WebSocket/SSE connections, not requests
 timeout = 120
 graceful_timeout = 10
-keepalive = 5
+# gunicorn gives each request, the first on a connection included, this long to
+# arrive; under a reconnect storm a handshake can queue longer than gunicorn's
+# 2 s default or our old 5 s, and one dropped then came back as a retry
+# (BENCHMARKS.md, issue 11).
+keepalive = 20
