@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Start one server, run one scenario against it, stop the server (by PID).
-# Usage: ./run-one.sh <switchboard|node-socketio|flask-socketio|flask-socketio-simplews> <s1|s2> <tag> [extra bench.js args...]
+# Usage: ./run-one.sh <switchboard|switchboard-flask-sock|node-socketio|flask-socketio|flask-socketio-simplews> <s1|s2> <tag> [extra bench.js args...]
 # switchboard: gunicorn (gunicorn.conf.py, one gevent worker) from the repo root, Redis engine with
 # REDIS_PREFIX=bench:, PostgreSQL database $SB_BENCH_DB (default sb_bench, created and migrated by run.sh).
+# switchboard-flask-sock (variant): the same, with /ws served by flask-sock + simple-websocket
+# (bench/flask_sock_variant.py) instead of realtime/websocket.py.
 set -u
 cd "$(dirname "$0")"
 SERVER=$1; SCEN=$2; TAG=$3; shift 3
@@ -11,14 +13,17 @@ mkdir -p results/raw
 LOG=results/raw/$SERVER-$SCEN-$TAG.server.log
 ADAPTER=socketio; HEALTH=/health
 case $SERVER in
-  switchboard)
-    PORT=${SB_BENCH_PORT:-3004}; ADAPTER=switchboard; HEALTH=/healthz
+  switchboard|switchboard-flask-sock)
+    ADAPTER=switchboard; HEALTH=/healthz
+    if [ "$SERVER" = switchboard ]; then PORT=${SB_BENCH_PORT:-3004}; APP='app:create_app()'
+    else PORT=3005; APP='bench.flask_sock_variant:create_app()'
+      ../.venv/bin/pip install -q -r requirements-flask-sock.txt || exit 1; fi
     # presence counts left by an earlier killed run would be reaped (and announced) during this one
     redis-cli -h 127.0.0.1 -p 6379 --scan --pattern 'bench:pr:*' | xargs -r redis-cli -h 127.0.0.1 -p 6379 del >/dev/null
     (cd .. && exec env REDIS_URL=redis://127.0.0.1:6379/0 \
         DATABASE_URL="postgresql://postgres@127.0.0.1:5432/${SB_BENCH_DB:-sb_bench}" \
         REDIS_PREFIX=bench: PORT=$PORT SB_BIND_LOCAL=1 WEB_CONCURRENCY=1 \
-        .venv/bin/gunicorn -c gunicorn.conf.py 'app:create_app()') >"$LOG" 2>&1 & SPID=$! ;;
+        .venv/bin/gunicorn -c gunicorn.conf.py "$APP") >"$LOG" 2>&1 & SPID=$! ;;
   node-socketio)  PORT=3001; (cd node-socketio && PORT=$PORT exec node server.js) >"$LOG" 2>&1 & SPID=$! ;;
   flask-socketio) PORT=3002; (cd flask-socketio && PORT=$PORT exec .venv/bin/python server.py) >"$LOG" 2>&1 & SPID=$! ;;
   # variant: same server.py in a venv WITHOUT gevent-websocket (engine.io then uses simple-websocket), plain gevent pywsgi
