@@ -55,7 +55,10 @@ class Settings:
     presence_ttl_seconds: int = 30
     max_connections_per_user: int = 20
     max_concurrent_setups: int = 64     # WebSocket connections being set up at once, per process
-    setup_wait_seconds: float = 10.0    # then 503 busy
+    # then 503 busy. Just under the 15 s a client commonly gives a handshake: a
+    # storm's setups wait their turn rather than come back as retries (a
+    # reconnect storm of 10,000: 22-33 s, against 29-38 s at 10 s; BENCHMARKS.md issue 11).
+    setup_wait_seconds: float = 14.0
 
     # HTTP rate limits (`limits` syntax: "600/minute", "10 per second"; api/ratelimit.py).
     rate_limit_user: str = "600/minute"
