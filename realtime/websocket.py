@@ -174,22 +174,31 @@ def _refuse_raw(sock, exc: Refusal) -> None:
     sock.close()
 
 
-def keep_alive(hub, interval: float) -> threading.Thread:
-    """Ping every WebSocket each `interval`; end one that has not been heard from in 2.5 of them.
+def ping_round(hub, interval: float, chunk: int = 500) -> None:
+    """Ping every WebSocket once; end one that has not been heard from in 2.5 intervals.
 
-    One loop for all connections: no timer per connection.
+    The loop is given back between chunks: a process holding 16,000 connections
+    spent half a second of it in one pass (py-spy, BENCHMARKS.md issue 11), and
+    accepts and deliveries waited for it.
     """
+    stale = time.monotonic() - 2.5 * interval
+    for i, conn in enumerate(tuple(hub.connections)):
+        if i and i % chunk == 0:
+            time.sleep(0)
+        if conn.transport != "ws":
+            continue
+        if conn.last_seen < stale:
+            conn.abort()
+        else:
+            conn.write(PING_FRAME)
+
+
+def keep_alive(hub, interval: float) -> threading.Thread:
+    """`ping_round` every `interval`: one loop for all connections, no timer per connection."""
     def loop() -> None:
         while True:
             time.sleep(interval)
-            stale = time.monotonic() - 2.5 * interval
-            for conn in tuple(hub.connections):
-                if conn.transport != "ws":
-                    continue
-                if conn.last_seen < stale:
-                    conn.abort()
-                else:
-                    conn.write(PING_FRAME)
+            ping_round(hub, interval)
     thread = threading.Thread(target=loop, name="ws-keep-alive", daemon=True)
     thread.start()
     return thread
