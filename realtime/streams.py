@@ -23,10 +23,14 @@ from services import current_services
 bp = Blueprint("realtime", __name__)
 
 
-def _caller(services):
+def _subscriber(services):
+    """The caller of a stream endpoint and the topics they may follow (?topics=a,b)."""
     check_origin(request.headers.get("Origin"), request.host_url.rstrip("/"),
                  services.settings.allowed_origins)
-    return principal_of(request.environ, services)
+    me = principal_of(request.environ, services)
+    topics = topics_arg(request.args.get("topics", ""))
+    authorize_all(services, me, topics)
+    return me, topics
 
 
 def _positions(cursor: str | None) -> dict[str, str]:
@@ -46,9 +50,7 @@ def websocket():
 def events():
     """Server-Sent Events for ?topics=a,b; resumes from Last-Event-ID."""
     services = current_services()
-    me = _caller(services)
-    topics = topics_arg(request.args.get("topics", ""))
-    authorize_all(services, me, topics)
+    me, topics = _subscriber(services)
     last = request.headers.get("Last-Event-ID") or request.args.get("last_event_id")
     positions = _positions(last)
     conn = QueuedConnection(me, "sse", services.settings.outbox_limit, me.exp)
@@ -113,9 +115,7 @@ def _join_all(services, conn: QueuedConnection, topics: list[str], positions: di
 def poll():
     """Long polling: events after ?cursor= for ?topics=, waiting up to 25 s."""
     services = current_services()
-    me = _caller(services)
-    topics = topics_arg(request.args.get("topics", ""))
-    authorize_all(services, me, topics)
+    me, topics = _subscriber(services)
     cursor = request.args.get("cursor")
     positions = _positions(cursor)
     if not cursor:

@@ -13,18 +13,13 @@ import pytest
 import requests
 
 from tests.support.clients import auth, token
-from tests.support.procs import WebServer
+from tests.support.procs import web_server
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, pg_url):
-    import uuid
-    from tests.support.procs import Proc
-    env = {"DATABASE_URL": pg_url, "REDIS_URL": "redis://127.0.0.1:6379/0",
-           "REDIS_PREFIX": f"sbt{uuid.uuid4().hex[:8]}:"}
-    web = WebServer(env, tmp_path_factory.mktemp("edges"), "web-edges").start()
-    yield web
-    Proc.stop(web)
+    with web_server(pg_url, tmp_path_factory.mktemp("edges"), "web-edges") as web:
+        yield web
 
 
 def _chunks(total: int, size: int = 64 * 1024):

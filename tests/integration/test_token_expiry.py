@@ -17,17 +17,13 @@ import websocket
 
 from settings import DEV_JWT_SECRET
 from tests.support.clients import SseClient, WsClient, auth, token
-from tests.support.procs import WebServer
+from tests.support.procs import web_server
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, pg_url):
-    from tests.support.procs import Proc
-    env = {"DATABASE_URL": pg_url, "REDIS_URL": "redis://127.0.0.1:6379/0",
-           "REDIS_PREFIX": f"sbt{uuid.uuid4().hex[:8]}:"}
-    web = WebServer(env, tmp_path_factory.mktemp("expiry"), "web-expiry").start()
-    yield web
-    Proc.stop(web)
+    with web_server(pg_url, tmp_path_factory.mktemp("expiry"), "web-expiry") as web:
+        yield web
 
 
 def exp_of(tok: str) -> float:

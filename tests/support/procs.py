@@ -12,6 +12,8 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
+from contextlib import contextmanager
 from pathlib import Path
 
 import requests
@@ -120,3 +122,15 @@ def wait_http(url: str, timeout: float, proc: Proc | None = None) -> None:
             last = exc
         time.sleep(0.05)  # waiting for a port to open: there is no event to block on
     raise TimeoutError(f"{url} not up in {timeout}s: {last}\n{proc.tail() if proc else ''}")
+
+
+@contextmanager
+def web_server(pg_url: str, log_dir: Path, name: str):
+    """One distributed-mode web process on a Redis prefix of its own, stopped afterwards."""
+    env = {"DATABASE_URL": pg_url, "REDIS_URL": "redis://127.0.0.1:6379/0",
+           "REDIS_PREFIX": f"sbt{uuid.uuid4().hex[:8]}:"}
+    web = WebServer(env, log_dir, name).start()
+    try:
+        yield web
+    finally:
+        web.stop()
