@@ -28,6 +28,9 @@ from demo_data import seed_all
 from models import make_engine, make_session_factory, session_scope
 from models.migrate import upgrade
 from realtime import streams
+from realtime.admission import Admission
+from realtime.sse import SseEndpoint
+from realtime.takeover import Streams
 from realtime.websocket import WebSocketEndpoint
 from services import Services, start_loops
 from settings import Settings
@@ -44,9 +47,11 @@ def create_app(settings: Settings | None = None, *, background: bool = True,
     services = Services.build(settings)
     services.start_hub()
     app.extensions["switchboard"] = services
-    # Outermost first: the body limit, then WebSocket upgrades of /ws (never a
-    # Flask request), then Flask.
-    app.wsgi_app = BodyLimit(WebSocketEndpoint(app.wsgi_app, services))
+    # Outermost first: the body limit, then the streams that take their socket
+    # over (never a Flask request; one bound on their setups at once), then Flask.
+    admission = Admission(settings.max_concurrent_setups, settings.setup_wait_seconds)
+    app.wsgi_app = BodyLimit(Streams(app.wsgi_app, {"/ws": WebSocketEndpoint(services, admission),
+                                                    "/events": SseEndpoint(services, admission)}))
 
     app.url_map.converters.update(CONVERTERS)
     register_error_handlers(app)

@@ -2,9 +2,10 @@
 
 A refusal has an HTTP `status`, a snake_case `code`, a readable `message`,
 `details` for the error body (omitted when empty) and `headers` (a
-`Retry-After`). It is answered in exactly two places: as the JSON error body
-of PROTOCOL.md section 2 (api/errors.py) and as a WebSocket failed ack or
-error frame (realtime/ops.py). Domain code, the HTTP layer and the
+`Retry-After`). It is answered as the JSON error body of PROTOCOL.md section
+2, by Flask (api/errors.py) or, for the streams served beneath Flask, by
+realtime/takeover.py, and as a WebSocket failed ack or error frame
+(realtime/ops.py). Domain code, the HTTP layer and the
 connection layer raise it (or a subclass naming where it comes from).
 """
 from __future__ import annotations

@@ -30,7 +30,7 @@ from broadcast.throttle import LocalThrottle, RedisThrottle
 from models import User, make_engine, make_session_factory, session_scope, utcnow
 from realtime.announcer import Announcer
 from realtime.presence import Presence
-from realtime.websocket import keep_alive
+from realtime.takeover import keep_alive
 from settings import Settings
 
 log = logging.getLogger(__name__)

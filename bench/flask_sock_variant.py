@@ -5,8 +5,8 @@ as `app:create_app()`, except that WebSocket upgrades of `/ws` are served the
 way a flask-sock user would serve them instead of by our own path
 (realtime/websocket.py + broadcast/ws.py):
 
-- `WebSocketEndpoint` is spliced out of `app.wsgi_app`, so an upgrade of `/ws`
-  becomes a Flask request, matched by a flask-sock route (`websocket=True`;
+- `/ws` is taken out of the streams served beneath Flask (realtime/takeover.py),
+  so an upgrade of `/ws` becomes a Flask request, matched by a flask-sock route (`websocket=True`;
   the plain GET of `/ws` still reaches realtime/streams.py's view).
 - Before the handshake (a `before_request` of the route's blueprint, so a
   refusal is still the contract's JSON error): the origin check, the
@@ -53,7 +53,7 @@ from broadcast.ratelimit import TokenBucket
 from broadcast.ws import WebSocketConnection
 from realtime import ops
 from realtime.admission import Admission, check_origin, principal_of
-from realtime.websocket import WebSocketEndpoint
+from realtime.takeover import Streams
 
 log = logging.getLogger(__name__)
 
@@ -74,8 +74,8 @@ class _Close:
 class FlaskSockConnection(Connection):
     """The hub's side of one flask-sock WebSocket (`ws`: a simple_websocket.Server)."""
 
-    # Not "ws": realtime/websocket.py's keep-alive loop writes raw ping frames to
-    # those; simple-websocket pings these itself (`ping_interval`).
+    # Not an OwnedConnection: realtime/takeover.py's keep-alive loop writes raw ping
+    # frames to those; simple-websocket pings these itself (`ping_interval`).
     transport = "ws-flask-sock"
     __slots__ = ("ws", "outbox_limit", "bucket", "closed", "_outbox", "_writer", "_drained")
 
@@ -277,16 +277,13 @@ def create_app() -> Flask:
 
 
 def _remove_endpoint(app: Flask) -> None:
-    """Splice our WebSocketEndpoint out of the `app.wsgi_app` middleware chain."""
-    parent, layer = None, app.wsgi_app
-    while layer is not None and not isinstance(layer, WebSocketEndpoint):
-        parent, layer = layer, getattr(layer, "app", None)
+    """Take our `/ws` out of the streams served beneath Flask (`app.wsgi_app`'s chain)."""
+    layer = app.wsgi_app
+    while layer is not None and not isinstance(layer, Streams):
+        layer = getattr(layer, "app", None)
     if layer is None:
-        raise RuntimeError("WebSocketEndpoint not found in app.wsgi_app")
-    if parent is None:
-        app.wsgi_app = layer.app
-    else:
-        parent.app = layer.app
+        raise RuntimeError("Streams not found in app.wsgi_app")
+    del layer.endpoints["/ws"]
 
 
 __all__ = ["FlaskSockConnection", "create_app"]

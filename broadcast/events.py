@@ -11,6 +11,7 @@ offset + epoch). `"0-0:<epoch>"` means "before the first event".
 """
 from __future__ import annotations
 
+import base64
 import json
 import re
 import secrets
@@ -63,6 +64,32 @@ def recoverable(since: str, epoch: str, trimmed_to: tuple[int, int]) -> bool:
     if since_epoch is None:
         return key == (0, 0) and trimmed_to == (0, 0)
     return since_epoch == epoch and key >= trimmed_to
+
+
+class BadStreamCursor(ValueError):
+    pass
+
+
+def encode_cursor(positions: dict[str, str]) -> str:
+    """One cursor for every topic of an SSE or long-poll stream: topic -> event id, base64url."""
+    raw = json.dumps(positions, separators=(",", ":"), sort_keys=True).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> dict[str, str]:
+    """The positions of a stream cursor; BadStreamCursor for anything this server did not issue."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        positions = json.loads(raw)
+        if not isinstance(positions, dict):
+            raise ValueError
+        for topic, eid in positions.items():
+            if not isinstance(topic, str):
+                raise ValueError
+            cursor_key(eid)
+        return positions
+    except ValueError:
+        raise BadStreamCursor("not a cursor issued by this server") from None
 
 
 def new_epoch() -> str:

@@ -3,7 +3,9 @@
 Beside api/, above broadcast/ (the bus, the hub and the transports, which
 know nothing of users, rights or the domain):
 
-- `websocket.py`: `/ws`, served beneath Flask; `streams.py`: `/events` and `/poll`
+- `takeover.py`: the streams served beneath Flask, which take their socket over
+  (`websocket.py`: `/ws`; `sse.py`: `/events`), and the keep-alive round;
+  `streams.py`: `/poll`, and what Flask answers at `/ws` and `/events`
 - `admission.py`: the origin, the token, the topics asked for, setups at once
 - `topics.py`: who may subscribe to what
 - `ops.py`: what a WebSocket client's ops do, and how a refusal is answered

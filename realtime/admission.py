@@ -1,8 +1,9 @@
 """Who gets a real-time connection, and how many are being set up at once.
 
-Shared by `/ws` (realtime/websocket.py, before any Flask request exists) and
-by `/events` and `/poll` (realtime/streams.py): the `Origin` check, the token,
-the topics asked for, and the bound on connections being set up together.
+Shared by `/ws` and `/events` (realtime/websocket.py, realtime/sse.py: before
+any Flask request exists) and by `/poll` (realtime/streams.py): the `Origin`
+check, the token, the topics asked for, and the bound on connections being
+set up together.
 """
 from __future__ import annotations
 

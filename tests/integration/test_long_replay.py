@@ -14,7 +14,7 @@ import pytest
 import requests
 
 from broadcast.bus import Outgoing
-from broadcast.queued import encode_cursor
+from broadcast.events import encode_cursor
 from broadcast.redis_bus import RedisBus
 from tests.support.clients import SseClient, WsClient, auth, token
 from tests.support.procs import WebServer

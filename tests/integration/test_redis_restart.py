@@ -16,7 +16,7 @@ import uuid
 import pytest
 import requests
 
-from broadcast.queued import encode_cursor
+from broadcast.events import encode_cursor
 from tests.support.clients import SseClient, WsClient, auth, token
 from tests.support.procs import WebServer, Worker
 from tests.support.redis_server import RedisServer

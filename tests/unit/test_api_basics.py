@@ -123,7 +123,7 @@ def test_openapi_describes_the_endpoints(client):
 
 def test_poll_without_cursor_answers_at_once_with_a_cursor(client):
     from broadcast.events import cursor_key
-    from broadcast.queued import decode_cursor
+    from broadcast.events import decode_cursor
     resp = client.get("/poll?topics=product:1&token=" + bearer("c1", "customer")["Authorization"][7:])
     assert resp.status_code == 200
     body = resp.get_json()

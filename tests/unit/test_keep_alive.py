@@ -1,24 +1,16 @@
-"""The keep-alive pass: pings the live WebSockets, ends the silent ones, leaves the rest."""
+"""The keep-alive pass: pings live WebSockets, ends silent ones, sends SSE streams a
+heartbeat, leaves long polls alone, and gives the loop back on a long pass."""
 from __future__ import annotations
 
 import time
 
-from broadcast.ws import PING_FRAME
-from realtime import websocket
+import gevent
 
-
-class FakeConn:
-    def __init__(self, transport: str, quiet_for: float) -> None:
-        self.transport = transport
-        self.last_seen = time.monotonic() - quiet_for
-        self.written: list[bytes] = []
-        self.aborted = False
-
-    def write(self, data: bytes) -> None:
-        self.written.append(data)
-
-    def abort(self) -> None:
-        self.aborted = True
+from broadcast.poll import PollConnection
+from broadcast.sse import SseConnection
+from broadcast.ws import PING_FRAME, WebSocketConnection
+from realtime import takeover
+from tests.support.sockets import owned_pair
 
 
 class FakeHub:
@@ -26,18 +18,42 @@ class FakeHub:
         self.connections = set(connections)
 
 
-def test_live_websockets_are_pinged_silent_ones_ended_and_streams_left_alone():
-    live, silent, sse = FakeConn("ws", 1.0), FakeConn("ws", 100.0), FakeConn("sse", 100.0)
-    websocket.ping_round(FakeHub([live, silent, sse]), interval=10.0)
-    assert live.written == [PING_FRAME] and not live.aborted
-    assert silent.aborted and silent.written == []
-    assert sse.written == [] and not sse.aborted
+def _ws(quiet_for: float):
+    raw, theirs = owned_pair()
+    conn = WebSocketConnection(None, raw, outbox_limit=16, max_frame_bytes=4096, rate=10, burst=10,
+                               on_text=lambda c, t: None, on_close=lambda c: None)
+    conn.start(b"")
+    conn.last_seen = time.monotonic() - quiet_for
+    return conn, theirs
+
+
+def _sse():
+    raw, theirs = owned_pair()
+    conn = SseConnection(None, raw, outbox_limit=16, on_close=lambda c: None)
+    conn.start(b"")
+    conn.last_seen = time.monotonic() - 100.0   # a stream's client never writes: not a sign
+    return conn, theirs
+
+
+def _received(sock) -> bytes:
+    with gevent.Timeout(5):
+        return sock.recv(4096)
+
+
+def test_websockets_are_pinged_or_ended_streams_get_a_heartbeat_polls_are_left_alone():
+    (live, live_peer), (silent, silent_peer), (sse, sse_peer) = _ws(1.0), _ws(100.0), _sse()
+    poll = PollConnection(None, 16)
+    takeover.keep_alive_round(FakeHub([live, silent, sse, poll]), interval=10.0)
+    assert _received(live_peer) == PING_FRAME and not live.closed
+    assert silent.closed and _received(silent_peer) == b""          # ended without a word
+    assert _received(sse_peer) == b"d\r\n: heartbeat\n\n\r\n" and not sse.closed
+    assert not poll.queue and not poll.expired
 
 
 def test_a_long_pass_gives_the_loop_back_between_chunks(monkeypatch):
     yields = []
-    monkeypatch.setattr(websocket.time, "sleep", lambda s: yields.append(s))
-    conns = [FakeConn("ws", 0.0) for _ in range(1200)]
-    websocket.ping_round(FakeHub(conns), interval=10.0, chunk=500)
+    monkeypatch.setattr(takeover.time, "sleep", lambda s: yields.append(s))
+    conns = [_ws(0.0) for _ in range(1200)]
+    takeover.keep_alive_round(FakeHub([c for c, _ in conns]), interval=10.0, chunk=500)
     assert yields == [0, 0]                      # after 500 and after 1,000
-    assert all(c.written == [PING_FRAME] for c in conns)
+    assert all(_received(peer) == PING_FRAME for _, peer in conns)

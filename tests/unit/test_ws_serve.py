@@ -4,10 +4,10 @@ from __future__ import annotations
 import os
 
 import gevent
-import gevent.socket
 import pytest
 
 from broadcast.ws import WebSocketConnection
+from tests.support.sockets import owned_pair, read_to_eof
 
 HANDSHAKE = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"
 
@@ -17,22 +17,9 @@ def _masked_text(payload: bytes) -> bytes:
     return bytes([0x81, 0x80 | len(payload)]) + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
 
 
-def _read_all(sock) -> bytes:
-    out = b""
-    with gevent.Timeout(5):
-        while True:
-            data = sock.recv(4096)
-            if not data:
-                return out
-            out += data
-
-
 @pytest.mark.parametrize("where", ["op handler", "read loop"])
 def test_a_failure_after_the_upgrade_closes_with_1011_never_http(where):
-    ours, client = gevent.socket.socketpair()
-    import _socket
-    raw = _socket.socket(fileno=ours.detach())
-    raw.setblocking(False)
+    raw, client = owned_pair()
     closed = []
 
     def on_text(_conn, text):
@@ -47,7 +34,7 @@ def test_a_failure_after_the_upgrade_closes_with_1011_never_http(where):
         conn.bucket = Broken()
     conn.start(HANDSHAKE)
     client.sendall(_masked_text(b'{"op": "ping"}'))
-    data = _read_all(client)
+    data = read_to_eof(client)
     head, _, frames = data.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 101")
     assert b"HTTP/" not in frames
