@@ -9,7 +9,8 @@ worker_connections = 20000   # long-lived WebSocket/SSE connections, not request
 timeout = 120
 graceful_timeout = 10
 # gunicorn gives each request, the first on a connection included, this long to
-# arrive; under a reconnect storm a handshake can queue longer than gunicorn's
-# 2 s default or our old 5 s, and one dropped then came back as a retry
+# arrive; under a reconnect storm or 100,000 connects a handshake can queue
+# longer than gunicorn's 2 s default (20 s still dropped 32 of 100,000), and one
+# dropped comes back as a retry. Node's server waits 60 s for the headers
 # (BENCHMARKS.md, issue 11).
-keepalive = 20
+keepalive = 60
