@@ -3,15 +3,21 @@ PY      ?= python3
 VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
+TSTAMP  := $(VENV)/.installed-test
 export PORT ?= 5000
 
-.PHONY: run test migrate up flower bench bench-100k install browser services clean
+.PHONY: run test lint migrate up flower bench bench-100k install browser services clean
 
 $(STAMP): requirements.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -r requirements.txt
 	touch $(STAMP)
+
+# The test set on top of the runtime one: `make run` never installs it.
+$(TSTAMP): $(STAMP) requirements-test.txt
+	$(BIN)/pip install -q -r requirements-test.txt
+	touch $(TSTAMP)
 
 install: $(STAMP)
 
@@ -28,7 +34,7 @@ up: $(STAMP)
 	SB_BIND_LOCAL=1 $(BIN)/honcho start -f Procfile web worker beat flower
 
 flower: $(STAMP)
-	$(BIN)/celery -A tasks flower --address=127.0.0.1 --port=5555
+	$(BIN)/celery -A worker flower --address=127.0.0.1 --port=5555
 
 # Chromium for the browser tests, from Debian's package.
 browser:
@@ -37,14 +43,19 @@ browser:
 services:
 	@bash scripts/services.sh
 
-test: $(STAMP) browser services
+test: $(TSTAMP) browser services lint
 	$(BIN)/python -m pytest
 
-bench: $(STAMP)
+# ruff and mypy over the layers below the HTTP one (pyproject.toml says what they check).
+lint: $(TSTAMP)
+	$(BIN)/ruff check actions broadcast models providers tasks
+	$(BIN)/mypy actions broadcast models providers tasks
+
+bench: $(TSTAMP)
 	cd bench && npm install --no-audit --no-fund --silent && ./run.sh
 
 # 100 000 idle WebSockets over six web processes, one publish to all; Switchboard then the Node peer.
-bench-100k: $(STAMP)
+bench-100k: $(TSTAMP)
 	cd bench && npm install --no-audit --no-fund --silent && ./run-100k.sh
 
 clean:

@@ -49,7 +49,7 @@ def create_app(settings: Settings | None = None, *, background: bool = True,
     app.extensions["switchboard"] = services
     # Outermost first: the body limit, then the streams that take their socket
     # over (never a Flask request; one bound on their setups at once), then Flask.
-    admission = Admission(settings.max_concurrent_setups, settings.setup_wait_seconds)
+    admission = Admission(settings.realtime.max_concurrent_setups, settings.realtime.setup_wait_seconds)
     app.wsgi_app = BodyLimit(Streams(app.wsgi_app, {"/ws": WebSocketEndpoint(services, admission),
                                                     "/events": SseEndpoint(services, admission)}))
 
@@ -111,7 +111,7 @@ def serve() -> None:
             self.cfg.set("worker_connections", 20000)
             self.cfg.set("timeout", 120)
             self.cfg.set("graceful_timeout", 5)
-            self.cfg.set("keepalive", 20)   # as gunicorn.conf.py, which says why
+            self.cfg.set("keepalive", 60)   # as gunicorn.conf.py, which says why
 
         def load(self):
             return create_app(settings)

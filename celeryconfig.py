@@ -1,29 +1,19 @@
-"""Celery settings (a plain module; tasks/__init__.py loads it).
+"""Celery's settings, built from the process's Settings (tasks.configure applies them).
 
 With REDIS_URL, Redis is the broker and result store; without it (embedded
 mode) an in-process broker feeds a worker thread inside the web process.
 """
-import os
+from __future__ import annotations
+
+from typing import Any
 
 from kombu import Queue
 
+from settings import Settings
+
 QUEUES = ("routing", "notifications", "tracking", "inventory")
 
-_redis = os.environ.get("REDIS_URL") or None
-_prefix = os.environ.get("REDIS_PREFIX", "sb:")
-
-broker_url = _redis or "memory://"
-result_backend = _redis
-broker_connection_retry_on_startup = True
-# ETAs (a 15-minute reservation expiry) must not be redelivered early:
-# the visibility timeout is longer than any countdown we use.
-broker_transport_options = {"visibility_timeout": 3600, "global_keyprefix": _prefix + "celery:"}
-result_backend_transport_options = {"global_keyprefix": _prefix + "celery:"}
-result_expires = 3600
-
-task_queues = [Queue(name) for name in QUEUES]
-task_default_queue = "notifications"
-task_routes = {
+ROUTES = {
     "tasks.routing.*": {"queue": "routing"},
     "tasks.maintenance.*": {"queue": "routing"},
     "tasks.notifications.*": {"queue": "notifications"},
@@ -32,21 +22,48 @@ task_routes = {
     "tasks.inventory.*": {"queue": "inventory"},
 }
 
-# Work that must happen survives a crash: ack after the task ran, give the
-# message back if the worker process died, take one message at a time.
-task_acks_late = True
-task_reject_on_worker_lost = True
-worker_prefetch_multiplier = 1
-task_default_retry_delay = 5
-task_ignore_result = True
 
-# Flower and /metrics see every task.
-worker_send_task_events = True
-task_send_sent_event = True
+def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
+    """Every periodic task, each with the setting that paces it."""
+    return {
+        "reap-presence": {"task": "tasks.maintenance.reap_presence", "schedule": 15.0},
+        "routing-sweep": {"task": "tasks.routing.sweep",
+                          "schedule": settings.routing.sweep_seconds},
+        "notifications-sweep-stuck": {"task": "tasks.notifications.sweep_stuck",
+                                      "schedule": settings.notifications.stuck_sweep_seconds},
+        "poll-due-orders": {"task": "tasks.tracking.poll_due",
+                            "schedule": settings.orders.tracking_sweep_seconds},
+        "expire-reservations": {"task": "tasks.inventory.expire_due",
+                                "schedule": settings.inventory.reservation_sweep_seconds},
+    }
 
-timezone = "UTC"
-enable_utc = True
 
-beat_schedule = {
-    "reap-presence": {"task": "tasks.maintenance.reap_presence", "schedule": 15.0},
-}
+def config(settings: Settings) -> dict[str, Any]:
+    redis_url = settings.redis_url
+    keyprefix = settings.redis_prefix + "celery:"
+    return {
+        "broker_url": redis_url or "memory://",
+        "result_backend": redis_url,
+        "broker_connection_retry_on_startup": True,
+        # ETAs (a 15-minute reservation expiry) must not be redelivered early:
+        # the visibility timeout is longer than any countdown we use.
+        "broker_transport_options": {"visibility_timeout": 3600, "global_keyprefix": keyprefix},
+        "result_backend_transport_options": {"global_keyprefix": keyprefix},
+        "result_expires": 3600,
+        "task_queues": [Queue(name) for name in QUEUES],
+        "task_default_queue": "notifications",
+        "task_routes": ROUTES,
+        # Work that must happen survives a crash: ack after the task ran, give the
+        # message back if the worker process died, take one message at a time.
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "worker_prefetch_multiplier": 1,
+        "task_default_retry_delay": 5,
+        "task_ignore_result": True,
+        # Flower and /metrics see every task.
+        "worker_send_task_events": True,
+        "task_send_sent_event": True,
+        "timezone": "UTC",
+        "enable_utc": True,
+        "beat_schedule": beat_schedule(settings),
+    }

@@ -15,11 +15,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 import redis
-from sqlalchemy import select, text, update
+from sqlalchemy import text, update
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, sessionmaker
 
 import broadcast
+import tasks
+from actions import effects
 from actions.presence import announce_many
 from broadcast.bus import Bus, MemoryBus
 from broadcast.hub import Hub
@@ -116,9 +118,6 @@ class UserRegistry:
             self._seen.clear()
         self._seen.add(key)
 
-    def role_of(self, user_id: str) -> str | None:
-        with session_scope(self.sessions) as session:
-            return session.scalar(select(User.role).where(User.id == user_id))
 
 
 @dataclass
@@ -159,26 +158,30 @@ class Services:
             client = redis.Redis(connection_pool=redis.BlockingConnectionPool.from_url(
                 settings.redis_url, max_connections=64, timeout=20))
         if bus is None:
-            bus = (RedisBus(settings.redis_url, settings.redis_prefix, settings.history_min_events,
-                            settings.history_min_seconds, settings.history_idle_ttl_seconds)
+            bus = (RedisBus(settings.redis_url, settings.redis_prefix, settings.realtime.history_min_events,
+                            settings.realtime.history_min_seconds, settings.realtime.history_idle_ttl_seconds)
                    if settings.redis_url else
-                   MemoryBus(settings.history_min_events, settings.history_min_seconds))
+                   MemoryBus(settings.realtime.history_min_events, settings.realtime.history_min_seconds))
         throttle = (RedisThrottle(client, settings.redis_prefix + "once:") if client is not None
                     else LocalThrottle())
         services = cls(settings=settings, sessions=sessions, bus=bus,
                        users=UserRegistry(sessions), redis=client, throttle=throttle,
                        autocommit_sessions=make_session_factory(
                            engine.execution_options(isolation_level="AUTOCOMMIT")))
+        # The ports through which the domain and the tasks reach this process's parts.
         broadcast.use_bus(bus)
+        effects.use_sender(tasks.send)
+        tasks.configure(settings)
         _set_current(services)
+        tasks.use_services(current_services)
         return services
 
     def start_hub(self) -> None:
         """The web process's side: the hub and presence (not for workers)."""
         self.hub = Hub(self.bus, on_delivered=on_delivered)
-        store = (RedisPresence(self.redis, self.settings.redis_prefix, self.settings.presence_ttl_seconds)
+        store = (RedisPresence(self.redis, self.settings.redis_prefix, self.settings.realtime.presence_ttl_seconds)
                  if self.redis is not None else MemoryPresence())
-        self.presence = Presence(store, self.announce, self.settings.max_connections_per_user)
+        self.presence = Presence(store, self.announce, self.settings.realtime.max_connections_per_user)
 
     def announce(self, user_id: str, online: bool, role: str | None = None) -> None:
         """Publish a presence change: queued in a web process with its loops, else at once."""
@@ -186,7 +189,7 @@ class Services:
             self.announcer.put(user_id, online, role)
             return
         with self.session() as session:
-            announce_many(session, [(user_id, online)], self.settings.agent_grace_seconds,
+            announce_many(session, [(user_id, online)], self.settings.chat.agent_grace_seconds,
                           {user_id: role} if role else None)
 
 
@@ -221,8 +224,8 @@ def get_services() -> Services:
 
 def start_loops(services: Services) -> None:
     """The web process's background work, each part next to what it keeps alive."""
-    grace = services.settings.agent_grace_seconds
+    grace = services.settings.chat.agent_grace_seconds
     services.announcer = Announcer(
         services.session, lambda session, changes, roles: announce_many(session, changes, grace, roles))
-    services.presence.run_upkeep(max(1.0, services.settings.presence_ttl_seconds / 3))
-    keep_alive(services.hub, services.settings.heartbeat_seconds)
+    services.presence.run_upkeep(max(1.0, services.settings.realtime.presence_ttl_seconds / 3))
+    keep_alive(services.hub, services.settings.realtime.heartbeat_seconds)

@@ -19,9 +19,12 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, literal_column, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from actions.errors import DomainError
+from actions.notify import notify
 from broadcast import publish
 from broadcast.bus import Outgoing
 from models import Product, Reservation, StockChange, StockLevel, User, utcnow
@@ -48,11 +51,7 @@ class LevelKey:
 MAX_UNITS = 10**9
 
 def _insert(session: Session):
-    if session.get_bind().dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    return insert
+    return pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
 
 
 def ensure_product(session: Session, product_id: str, low_stock_threshold: int | None = None) -> Product:
@@ -172,7 +171,6 @@ def _low_stock(session: Session, level: StockLevel, current: int, now: datetime)
     level.low_stock_alerted = low
     if not low:
         return
-    from actions.notify import notify
     data = {"product_id": level.product_id, "variant_id": level.variant_id or None,
             "location": level.location, "current_quantity": current, "threshold": threshold,
             "timestamp": now.isoformat(), "alert": "low_stock"}
@@ -180,6 +178,22 @@ def _low_stock(session: Session, level: StockLevel, current: int, now: datetime)
     # an admin token) gets it; with none yet there is no one to tell.
     for admin_id in session.scalars(select(User.id).where(User.role == "admin")).all():
         notify(session, admin_id, "inventory_alert", data)
+
+
+def reclaim_expired(session: Session, level: StockLevel, now: datetime) -> int:
+    """Expire this level's holds past their time (caller holds the level's lock); returns units."""
+    rows = session.execute(
+        update(Reservation).where(
+            Reservation.product_id == level.product_id, Reservation.variant_id == level.variant_id,
+            Reservation.location == level.location, HELD, Reservation.expires_at <= now)
+        .values(status="expired", updated_at=now)
+        .returning(Reservation.quantity)).all()
+    units = sum(q for (q,) in rows)
+    if units:
+        session.execute(update(StockLevel).where(StockLevel.id == level.id)
+                        .values(held=StockLevel.held - units, updated_at=now))
+        session.refresh(level)
+    return units
 
 
 def set_stock(session: Session, key: LevelKey, quantity: int,
@@ -192,7 +206,6 @@ def set_stock(session: Session, key: LevelKey, quantity: int,
     assert level is not None
     now = utcnow()
     previous = level_available(session, level, now)
-    from actions.reservations import reclaim_expired
     reclaim_expired(session, level, now)
     if quantity < level.held:
         raise InventoryError(409, "stock_held",
@@ -220,7 +233,6 @@ def adjust_stock(session: Session, key: LevelKey, delta: int, change_type: str) 
         raise InventoryError(409, "insufficient_stock", "no stock at that location")
     now = utcnow()
     previous = level_available(session, level, now)
-    from actions.reservations import reclaim_expired
     reclaim_expired(session, level, now)
     # Conditional: a decrease may take only units nobody holds, an increase may
     # not pass MAX_UNITS (both written so that no sum can overflow the column).

@@ -15,16 +15,19 @@ from contextlib import AbstractContextManager
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import insert, select, text, update
+from sqlalchemy import func, insert, select, text, update
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 import broadcast
+from actions.effects import enqueue
+from actions.notifications import (DEFAULT_CHANNELS, channel_enabled, escape_text_as_html, iso,
+                                   item_json, render, templates_for)
 from broadcast.bus import Outgoing
-from actions.notifications import (channel_enabled, escape_text_as_html, item_json, render,
-                                   templates_for)
 from models import Notification, NotificationDelivery, NotificationPreference, User, new_id, utcnow
 from models.notifications import CHANNELS
-from providers.base import Content, Gone, Permanent, Transient, providers_for
+from providers.base import Content, Gone, Permanent, Transient
+from providers.channels import providers_for
 from providers.websocket import idempotency_key
 from settings import Settings
 
@@ -42,14 +45,12 @@ class RetryLater(Exception):
 # -- create ------------------------------------------------------------------------------
 
 def clean_channels(channels: Iterable[str] | None) -> list[str]:
-    from actions.notifications import DEFAULT_CHANNELS
     chosen = list(dict.fromkeys(channels)) if channels else list(DEFAULT_CHANNELS)
     return [c for c in chosen if c in CHANNELS]
 
 
 def create_many(session: Session, items: list[dict[str, Any]], batch_size: int = 100) -> list[str]:
     """Store notifications in one multi-row insert; dispatch in batches after commit."""
-    from tasks import enqueue_named
     now = utcnow()
     rows = [{"id": new_id(), "user_id": it["user_id"], "type": it["type"], "data": it.get("data") or {},
              "channels": clean_channels(it.get("channels")), "title": "", "body": "",
@@ -60,7 +61,7 @@ def create_many(session: Session, items: list[dict[str, Any]], batch_size: int =
         session.execute(insert(Notification), rows)
     ids = [r["id"] for r in rows]
     for i in range(0, len(ids), batch_size):
-        enqueue_named(DISPATCH, ids[i:i + batch_size], session=session)
+        enqueue(DISPATCH, ids[i:i + batch_size], session=session)
     return ids
 
 
@@ -72,11 +73,6 @@ def _copy_notifications(session: Session, rows: list[dict[str, Any]]) -> None:
         for r in rows:
             copy.write_row((r["id"], r["user_id"], r["type"], json.dumps(r["data"]),
                             json.dumps(r["channels"]), "", "", r["created_at"]))
-
-
-def _enqueue(name: str, *args: Any, session: Session | None = None, **options: Any) -> None:
-    from tasks import enqueue_named
-    enqueue_named(name, *args, session=session, **options)
 
 
 def _count(n: Notification) -> int:
@@ -111,7 +107,6 @@ def _insert_rows(session: Session, rows: list[dict[str, Any]]) -> None:
                              f"SELECT * FROM unnest({unnest}) "
                              "ON CONFLICT (notification_id, channel, target) DO NOTHING"), params)
         return
-    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
     stmt = sqlite_insert(NotificationDelivery).on_conflict_do_nothing(
         index_elements=["notification_id", "channel", "target"])
     session.execute(stmt, values)
@@ -174,7 +169,7 @@ def dispatch(open_session: OpenSession, ids: list[str], *, bypass_digest: bool =
                     bucket = int(n.created_at.timestamp() // window)
                     n.digest_key = f"{n.user_id}:{n.type}:{bucket}:{window}"
                 end = (int(n.digest_key.split(":")[-2]) + 1) * window
-                _enqueue(FLUSH_DIGEST, n.digest_key, session=session,
+                enqueue(FLUSH_DIGEST, n.digest_key, session=session,
                          countdown=max(0.0, end - now.timestamp()) + 0.2)
                 counts["digested"] += 1
                 continue
@@ -188,7 +183,7 @@ def dispatch(open_session: OpenSession, ids: list[str], *, bypass_digest: bool =
                     rows.append({"notification_id": n.id, "channel": "websocket", "status": "sent",
                                  "attempts": 1})
                 else:
-                    _enqueue(DELIVER, n.id, ch, session=session)
+                    enqueue(DELIVER, n.id, ch, session=session)
                     counts["queued"] += 1
         # One statement for the batch's renders and one for its rows, not one per row.
         session.expunge_all()
@@ -223,11 +218,11 @@ def flush_digest(open_session: OpenSession, digest_key: str) -> str | None:
             covered = set(existing.data.get("digest_of", []))
             late = [m.id for m in members if m.id not in covered]
             if late:
-                _enqueue(DISPATCH, late, True, session=session)
-            _enqueue(DISPATCH, [digest_id], True, session=session)
+                enqueue(DISPATCH, late, True, session=session)
+            enqueue(DISPATCH, [digest_id], True, session=session)
             return digest_id
         if len(members) == 1:
-            _enqueue(DISPATCH, [members[0].id], True, session=session)
+            enqueue(DISPATCH, [members[0].id], True, session=session)
             return members[0].id
         last = members[-1]
         channels = list(dict.fromkeys(ch for m in members for ch in m.channels))
@@ -235,7 +230,7 @@ def flush_digest(open_session: OpenSession, digest_key: str) -> str | None:
             id=digest_id, user_id=last.user_id, type=last.type, channels=channels,
             data={**(last.data or {}), "count": len(members), "digest_of": [m.id for m in members]},
             created_at=utcnow(), read_at=utcnow()))  # the members are the inbox's items
-        _enqueue(DISPATCH, [digest_id], True, session=session)
+        enqueue(DISPATCH, [digest_id], True, session=session)
         return digest_id
 
 
@@ -344,7 +339,6 @@ def deliver(open_session: OpenSession, settings: Settings, notification_id: str,
 
 
 def deliveries(session: Session, notification_id: str) -> list[dict[str, Any]]:
-    from actions.notifications import iso
     rows = session.scalars(select(NotificationDelivery).where(
         NotificationDelivery.notification_id == notification_id).order_by(
         NotificationDelivery.channel, NotificationDelivery.target)).all()
@@ -354,7 +348,6 @@ def deliveries(session: Session, notification_id: str) -> list[dict[str, Any]]:
 
 
 def delivery_stats(session: Session) -> dict[str, Any]:
-    from sqlalchemy import func
     by_channel: dict[str, dict[str, int]] = {}
     for channel, status, count in session.execute(
             select(NotificationDelivery.channel, NotificationDelivery.status, func.count())

@@ -11,10 +11,12 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from actions.effects import enqueue
 from actions.errors import DomainError
+from actions.notify import notify
 from broadcast import publish
 from models import AnalyticsEvent, Order, OrderStatusHistory, utcnow
 
@@ -72,8 +74,8 @@ def _schedule_tracking(session: Session, order: Order, now: datetime) -> None:
             order.tracking_started_at = now
         if order.next_poll_at is None:
             order.next_poll_at = now
-            from tasks import enqueue_named  # the first poll now; the sweep if this is lost
-            enqueue_named("tasks.tracking.poll_order", order.id, now.isoformat(), session=session)
+            # The first poll now; the sweep does it if this is lost.
+            enqueue("tasks.tracking.poll_order", order.id, now.isoformat(), session=session)
     else:
         order.next_poll_at = None
 
@@ -131,7 +133,6 @@ def change_status(session: Session, order_id: str, status: str, *, location: dic
 def _announce(session: Session, order: Order, previous: str | None, now: datetime, *, source: str,
               location: dict | None = None, notes: str | None = None,
               estimated_delivery: datetime | None = None, tracking_number: str | None = None) -> None:
-    from actions.notify import notify
     session.add(OrderStatusHistory(
         order_id=order.id, previous_status=previous, status=order.status, location=location,
         notes=notes, estimated_delivery=estimated_delivery, tracking_number=tracking_number,
@@ -160,7 +161,6 @@ def _announce(session: Session, order: Order, previous: str | None, now: datetim
 
 def order_stats(session: Session) -> dict[str, Any]:
     """The admin dashboard's delivery figures."""
-    from sqlalchemy import func
     by_status = dict(session.execute(select(Order.status, func.count()).group_by(Order.status)).all())
     since = utcnow() - timedelta(hours=24)
     delivered = session.scalars(select(OrderStatusHistory.created_at).where(

@@ -7,11 +7,12 @@ batch, not a few queries per user.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from sqlalchemy import or_, select, text
 from sqlalchemy.orm import Session
 
+from actions.chat.agents import connection_changed
 from broadcast import publish
 from models import Conversation, User
 
@@ -62,10 +63,6 @@ def presence_topics_many(session: Session, user_ids: Iterable[str],
     return topics
 
 
-def presence_topics(session: Session, user_id: str) -> list[str]:
-    return presence_topics_many(session, [user_id])[user_id]
-
-
 def announce_many(session: Session, changes: list[tuple[str, bool]], grace_seconds: float,
                   roles: dict[str, str] | None = None) -> None:
     """Publish each change in order; an agent's dropped connection also stops new assignments
@@ -74,13 +71,12 @@ def announce_many(session: Session, changes: list[tuple[str, bool]], grace_secon
     The events go out when `session` commits: whoever hears `user:offline` and then asks
     for the agent finds them offline, not a state the announcement has not reached yet.
     """
-    from actions.chat_agents import connection_changed
     if not changes:
         return
     topics = presence_topics_many(session, (uid for uid, _ in changes), roles)
     for user_id, online in changes:
         event = "user:online" if online else "user:offline"
-        data = {"user_id": user_id, "timestamp": datetime.now(timezone.utc).isoformat()}
+        data = {"user_id": user_id, "timestamp": datetime.now(UTC).isoformat()}
         for topic in topics[user_id]:
             publish(topic, event, data, ephemeral=True, session=session)
         if "agents" in topics[user_id]:

@@ -35,23 +35,22 @@ from sqlalchemy import Connection, Engine, select, text, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
-from group_commit import GroupCommit
+from actions.effects import EtaBatcher, enqueue
 from actions.inventory import (HELD, InventoryError, LevelKey, change_events, level_available,
-                               lock_level, record_change, variant_available)
+                               lock_level, reclaim_expired, record_change, variant_available)
 from broadcast import publish, publish_many
 from broadcast.bus import Outgoing
+from group_commit import GroupCommit
 from models import Product, Reservation, StockLevel, after_commit, new_id, utcnow
-from tasks.batching import EtaBatcher
 
 EXPIRE_TASK = "tasks.inventory.expire_reservations"
 log = logging.getLogger(__name__)
 
 
 def _send_expiries(reservation_ids: list[str], eta: datetime) -> None:
-    from tasks import enqueue_named
     # argsrepr: Celery would otherwise format every id for its logs and events.
-    enqueue_named(EXPIRE_TASK, reservation_ids, eta=eta,
-                  argsrepr=f"[{len(reservation_ids)} reservations]")
+    enqueue(EXPIRE_TASK, reservation_ids, eta=eta,
+            argsrepr=f"[{len(reservation_ids)} reservations]")
 
 
 _expiries = EtaBatcher(_send_expiries, window=0.1, name="reservation-expiry")
@@ -62,22 +61,6 @@ def reservation_json(r: Reservation) -> dict[str, Any]:
             "variant_id": r.variant_id or None, "location": r.location, "quantity": r.quantity,
             "customer_id": r.customer_id, "status": r.status,
             "expires_at": r.expires_at.isoformat(), "created_at": r.created_at.isoformat()}
-
-
-def reclaim_expired(session: Session, level: StockLevel, now: datetime) -> int:
-    """Expire this level's holds past their time (caller holds the level's lock); returns units."""
-    rows = session.execute(
-        update(Reservation).where(
-            Reservation.product_id == level.product_id, Reservation.variant_id == level.variant_id,
-            Reservation.location == level.location, HELD, Reservation.expires_at <= now)
-        .values(status="expired", updated_at=now)
-        .returning(Reservation.quantity)).all()
-    units = sum(q for (q,) in rows)
-    if units:
-        session.execute(update(StockLevel).where(StockLevel.id == level.id)
-                        .values(held=StockLevel.held - units, updated_at=now))
-        session.refresh(level)
-    return units
 
 
 def _existing(session: Session, owner_id: str, key: str) -> Reservation | None:

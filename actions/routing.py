@@ -29,13 +29,15 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from actions.chat import (ChatError, access_own_agent_or_admin, conversation_json, system_message,
-                          topic)
-from actions.routing_policy import (PRIORITY_POINTS, AgentSlot, HoldDecision, VipGoal,
-                                    WaitingItem, hold_decision, plan_next, priority_score,
-                                    rank_agents, required_skills, vip_reserve)
-from actions.routing_stats import (LearnedCache, Priors, RoutingStats, learn_from_db, learn_handling,
-                                   observe_now)
+from actions.chat.access import access_own_agent_or_admin
+from actions.chat.errors import ChatError
+from actions.chat.messages import system_message
+from actions.chat.shapes import conversation_json, topic
+from actions.effects import enqueue
+from actions.routing_policy import (PRIORITY_POINTS, AgentSlot, HoldDecision, VipGoal, WaitingItem,
+                                    hold_decision, plan_next, priority_score, rank_agents,
+                                    required_skills, vip_reserve)
+from actions.routing_stats import LearnedCache, Priors, RoutingStats, learn_from_db, learn_handling, observe_now
 from broadcast import publish
 from models import Agent, Conversation, Customer, utcnow
 
@@ -44,10 +46,14 @@ __all__ = ["PRIORITY_POINTS", "AgentSlot", "HoldDecision", "VipGoal", "WaitingIt
            "vip_reserve", "Priors",
            "RoutingStats", "LearnedCache", "learn_from_db", "learn_handling", "routing_config", "routing_priors",
            "routing_figures", "waiting_queue", "online_agents", "try_assign",
-           "free_slot", "assign_next", "route_waiting", "transfer", "requeue",
+           "free_slot", "route_waiting", "transfer", "requeue",
            "release_offline_agent", "offline_agents_past_grace", "requeue_unanswered"]
 
 # ---- the database side ----------------------------------------------------------
+
+# The defaults of `route_waiting` (both frozen).
+_PRIORS, _GOAL = Priors(), VipGoal()
+
 
 def _agent_slot(agent: Agent) -> AgentSlot:
     return AgentSlot(agent.user_id, frozenset(s.lower() for s in (agent.skills or [])),
@@ -125,21 +131,20 @@ def _release(session: Session, agent_id: str) -> None:
 
 def free_slot(session: Session, agent_id: str) -> None:
     """Give back one of the agent's slots and route the waiting queue once this commits."""
-    from tasks import enqueue_named
     _release(session, agent_id)
-    enqueue_named("tasks.routing.route_waiting", session=session)
+    enqueue("tasks.routing.route_waiting", session=session)
 
 
 def routing_priors(settings: Any) -> Priors:
-    return Priors(settings.routing_handle_prior_seconds, settings.routing_mismatch_prior,
-                  settings.routing_prior_weight)
+    return Priors(settings.routing.handle_prior_seconds, settings.routing.mismatch_prior,
+                  settings.routing.prior_weight)
 
 
 def routing_config(settings: Any) -> tuple[Priors | None, VipGoal]:
     """The priors (None: hold off) and the VIP goal from settings.py, for the worker and the simulation."""
-    return (routing_priors(settings) if settings.routing_hold else None,
-            VipGoal(settings.routing_vip_wait_goal_seconds,
-                    reserve_share=settings.routing_vip_reserve_share))
+    return (routing_priors(settings) if settings.routing.hold else None,
+            VipGoal(settings.routing.vip_wait_goal_seconds,
+                    reserve_share=settings.routing.vip_reserve_share))
 
 
 def routing_figures(session: Session, settings: Any) -> dict[str, Any]:
@@ -164,23 +169,8 @@ def _snapshot(session: Session, priors: Priors | None, cache: LearnedCache | Non
     return agents, queue, observe_now(session, handling)
 
 
-def assign_next(session: Session, priors: Priors | None = Priors(),
-                goal: VipGoal = VipGoal()) -> str | None:
-    """One assignment of the best waiting conversation; its id, or None when nothing fits."""
-    agents, queue, stats = _snapshot(session, priors)
-    for item, ranked in plan_next(queue, agents, stats, goal):
-        for slot in ranked:
-            result = try_assign(session, item.id, slot.id)
-            if result:
-                return item.id
-            if result is None:
-                break  # taken by another routing: next conversation
-            slot.load = slot.limit  # full after all (stale snapshot): skip it from now on
-    return None
-
-
 def route_waiting(session_scope: Callable[[], AbstractContextManager[Session]],
-                  priors: Priors | None = Priors(), goal: VipGoal = VipGoal(),
+                  priors: Priors | None = _PRIORS, goal: VipGoal = _GOAL,
                   cache: LearnedCache | None = None, max_assignments: int = 10_000) -> list[str]:
     """Assign waiting conversations, best first, until nothing fits.
 
@@ -223,7 +213,6 @@ def route_waiting(session_scope: Callable[[], AbstractContextManager[Session]],
 
 def transfer(session: Session, me: Any, conversation_id: str, to_agent_id: str | None) -> Conversation:
     """To a named agent (who must have a free slot) or, with None, back to the queue."""
-    from tasks import enqueue_named
     conv = access_own_agent_or_admin(session, me, conversation_id)
     if conv.status not in ("active", "waiting"):
         raise ChatError(409, "conversation_closed", f"the conversation is {conv.status}")
@@ -258,7 +247,7 @@ def transfer(session: Session, me: Any, conversation_id: str, to_agent_id: str |
     if from_agent:
         free_slot(session, from_agent)
     else:
-        enqueue_named("tasks.routing.route_waiting", session=session)
+        enqueue("tasks.routing.route_waiting", session=session)
     _announce_transfer(session, conv, from_agent, to_agent_id, by=me.id)
     return conv
 

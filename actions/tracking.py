@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from actions.effects import enqueue
 from actions.orders import STOP_TRACKING, TRANSITIONS, OrderError, change_status
 from models import Order, utcnow
 from providers.carriers import TrackingResult
@@ -26,7 +27,6 @@ LEASE_SECONDS = 120
 
 def claim_due(session: Session, limit: int = 200) -> list[str]:
     """Claim the orders whose poll is due and enqueue their polls (after the commit)."""
-    from tasks import enqueue_named
     now = utcnow()
     rows = session.execute(select(Order.id, Order.next_poll_at).where(
         Order.next_poll_at <= now).order_by(Order.next_poll_at).limit(limit)).all()
@@ -36,7 +36,7 @@ def claim_due(session: Session, limit: int = 200) -> list[str]:
                                .values(next_poll_at=now + timedelta(seconds=LEASE_SECONDS))).rowcount
         if done:
             claimed.append(order_id)
-            enqueue_named(POLL_TASK, order_id, session=session)
+            enqueue(POLL_TASK, order_id, session=session)
     return claimed
 
 
@@ -107,8 +107,7 @@ def record_poll(session: Session, order_id: str, result: TrackingResult | None, 
         # Besides the sweep, an ETA task for the next poll: it claims the poll
         # with the same conditional update, so the two never both poll, and a
         # lost ETA task only means the sweep does it.
-        from tasks import enqueue_named
-        enqueue_named(POLL_TASK, order_id, order.next_poll_at.isoformat(), session=session,
+        enqueue(POLL_TASK, order_id, order.next_poll_at.isoformat(), session=session,
                       eta=order.next_poll_at)
     return moved
 

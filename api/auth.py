@@ -27,10 +27,6 @@ class Principal:
     name: str | None = None
     exp: float = field(default=math.inf, compare=False)   # the token's expiry (epoch seconds)
 
-    @property
-    def is_staff(self) -> bool:
-        return self.role in ("admin", "service")
-
 
 def issue_token(secret: str, sub: str, role: str, name: str | None = None,
                 ttl: int = 3600) -> str:

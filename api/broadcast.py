@@ -7,6 +7,7 @@ from flask import Blueprint
 from pydantic import BaseModel, Field
 
 import broadcast
+from actions.effects import enqueue
 from api.auth import require
 from api.openapi import body, responds
 from realtime.topics import TOPIC_PATTERN, parse_topic
@@ -40,10 +41,8 @@ def publish_event(me, payload: BroadcastIn):
     """Publish an event to a topic."""
     parse_topic(payload.topic)   # a refusal: answered invalid_topic
     if payload.delay_seconds:
-        from tasks import enqueue
-        from tasks.broadcast import publish_event as task
-        enqueue(task, payload.topic, payload.event, payload.data, payload.idempotency_key,
-                countdown=payload.delay_seconds)
+        enqueue("tasks.broadcast.publish_event", payload.topic, payload.event, payload.data,
+                payload.idempotency_key, countdown=payload.delay_seconds)
         return {"id": None, "scheduled": True}, 202
     cursor = broadcast.publish(payload.topic, payload.event, payload.data,
                                ephemeral=payload.ephemeral,

@@ -13,8 +13,12 @@ from flask import Blueprint, Response, request
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.exc import IntegrityError
 
-from actions import chat, chat_agents, routing
-from actions.chat_storage import storage_for
+from actions import routing
+from actions.chat import agents as chat_agents
+from actions.chat import conversations, messages, receipts
+from actions.chat.access import access_conversation
+from actions.chat.attachments import read_attachment, storage_for, upload_attachment
+from actions.chat.shapes import conversation_json
 from api.auth import require
 from api.errors import ApiError
 from api.ids import ID
@@ -61,7 +65,7 @@ class ConversationIn(Strict):
     tags: list[str] = Field(default_factory=list, max_length=20)
     priority: Literal["low", "medium", "high", "urgent"] = "medium"
     metadata: Metadata = Field(default_factory=Metadata)
-    text: str | None = Field(default=None, min_length=1, max_length=chat.MAX_TEXT)
+    text: str | None = Field(default=None, min_length=1, max_length=messages.MAX_TEXT)
 
 
 class ConversationOut(BaseModel):
@@ -92,7 +96,7 @@ class ListParams(Strict):
 
 class Content(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    text: str | None = Field(default=None, max_length=chat.MAX_TEXT)
+    text: str | None = Field(default=None, max_length=messages.MAX_TEXT)
     attachments: list[dict] = Field(default_factory=list, max_length=10)
     metadata: dict = Field(default_factory=dict)
 
@@ -170,7 +174,7 @@ class CustomerIn(Strict):
 
 
 class CannedIn(Strict):
-    text: str = Field(min_length=1, max_length=chat.MAX_TEXT)
+    text: str = Field(min_length=1, max_length=messages.MAX_TEXT)
 
 
 # ---- conversations ----------------------------------------------------------------
@@ -195,7 +199,7 @@ def _decode_cursor(raw: str) -> tuple[datetime, str]:
 @responds(201, ConversationOut, "the conversation; routing starts")
 def create_conversation(me, payload: ConversationIn):
     """Open a conversation (customer); `text` becomes the first message."""
-    conv = run(lambda s: chat.conversation_json(chat.create_conversation(
+    conv = run(lambda s: conversation_json(conversations.create_conversation(
         s, me, tags=payload.tags, priority=payload.priority,
         metadata=payload.metadata.model_dump(exclude_none=True), text=payload.text)))
     return conv, 201
@@ -208,7 +212,7 @@ def create_conversation(me, payload: ConversationIn):
 def list_conversations(me, params: ListParams):
     """The caller's visible conversations, newest first (agents also see the waiting queue)."""
     cursor = _decode_cursor(params.cursor) if params.cursor else None
-    items = run(lambda s: chat.list_conversations(s, me, status=params.status,
+    items = run(lambda s: conversations.list_conversations(s, me, status=params.status,
                                                   limit=params.limit, cursor=cursor))
     nxt = _encode_cursor(items[-1]) if len(items) == params.limit else None
     return {"conversations": items, "next_cursor": nxt}
@@ -223,10 +227,10 @@ def get_conversation(me, cid: str):
     presence = current_services().presence
 
     def fn(s):
-        conv = chat.access_conversation(s, me, cid)
+        conv = access_conversation(s, me, cid)
         online = {"customer": bool(presence and presence.is_online(conv.customer_id)),
                   "agent": bool(presence and conv.agent_id and presence.is_online(conv.agent_id))}
-        return chat.conversation_json(conv, unread_count=chat.unread_counts(s, me, [cid]).get(cid, 0),
+        return conversation_json(conv, unread_count=conversations.unread_counts(s, me, [cid]).get(cid, 0),
                                       presence=online)
     return run(fn)
 
@@ -245,23 +249,13 @@ def post_message(me, cid: str, payload: MessageIn):
 def send(me, cid: str, payload: MessageIn) -> tuple[dict, bool]:
     services = current_services()
     presence = services.presence
-    if me.role == "customer" and not payload.private:
-        try:
-            with services.autocommit_session() as s:
-                sent = chat.send_customer_message_at_once(
-                    s, me, cid, content=payload.content.model_dump(),
-                    message_type=payload.message_type, client_id=payload.client_id)
-        except IntegrityError:  # the same client_id racing: the full path finds the first
-            sent = None
-        if sent is not None:
-            return sent, True
-
-    def fn(s):
-        return chat.post_message(
-            s, me, cid, content=payload.content.model_dump(), message_type=payload.message_type,
-            client_id=payload.client_id, private=payload.private,
-            is_online=presence.is_online if presence is not None else None)
-    return run(fn, retry_conflict=True)
+    try:
+        return messages.send(services, me, cid, content=payload.content.model_dump(),
+                             message_type=payload.message_type, client_id=payload.client_id,
+                             private=payload.private,
+                             is_online=presence.is_online if presence is not None else None)
+    except IntegrityError:
+        raise ApiError(409, "conflict", "a concurrent change won; try again") from None
 
 
 @bp.get("/conversations/<id:cid>/messages")
@@ -269,9 +263,9 @@ def send(me, cid: str, payload: MessageIn) -> tuple[dict, bool]:
 @query(HistoryParams)
 def get_messages(me, cid: str, params: HistoryParams):
     """History, oldest first; `after`/`before` are message ids."""
-    messages = run(lambda s: chat.history(s, me, cid, after=params.after, before=params.before,
-                                          limit=params.limit))
-    return {"messages": messages}
+    found = run(lambda s: messages.history(s, me, cid, after=params.after, before=params.before,
+                                           limit=params.limit))
+    return {"messages": found}
 
 
 @bp.post("/conversations/<id:cid>/read")
@@ -279,7 +273,7 @@ def get_messages(me, cid: str, params: HistoryParams):
 @body(MessageRef)
 def read(me, cid: str, payload: MessageRef):
     """Mark a message and every one before it read for the caller."""
-    return run(lambda s: chat.mark_read(s, me, payload.message_id, cid), retry_conflict=True)
+    return run(lambda s: receipts.mark_read(s, me, payload.message_id, cid), retry_conflict=True)
 
 
 @bp.post("/conversations/<id:cid>/delivered")
@@ -287,7 +281,7 @@ def read(me, cid: str, payload: MessageRef):
 @body(MessageRef)
 def delivered(me, cid: str, payload: MessageRef):
     """The caller's client received a message."""
-    return run(lambda s: chat.mark_delivered(s, me, payload.message_id, cid), retry_conflict=True)
+    return run(lambda s: receipts.mark_delivered(s, me, payload.message_id, cid), retry_conflict=True)
 
 
 @bp.post("/conversations/<id:cid>/typing")
@@ -295,7 +289,7 @@ def delivered(me, cid: str, payload: MessageRef):
 def typing(me, cid: str):
     """Ephemeral `user:typing` (throttled per user)."""
     services = current_services()
-    return run(lambda s: chat.typing(s, me, cid, services.settings.typing_throttle_seconds,
+    return run(lambda s: conversations.typing(s, me, cid, services.settings.chat.typing_throttle_seconds,
                                      services.throttle))
 
 
@@ -303,14 +297,14 @@ def typing(me, cid: str):
 @require()
 def join(me, cid: str):
     """`conversation:join` (the caller opened the conversation)."""
-    return run(lambda s: chat.join(s, me, cid))
+    return run(lambda s: conversations.join(s, me, cid))
 
 
 @bp.post("/conversations/<id:cid>/leave")
 @require()
 def leave(me, cid: str):
     """`conversation:leave`."""
-    return run(lambda s: chat.leave(s, me, cid))
+    return run(lambda s: conversations.leave(s, me, cid))
 
 
 @bp.post("/conversations/<id:cid>/transfer")
@@ -318,21 +312,21 @@ def leave(me, cid: str):
 @body(TransferIn)
 def transfer(me, cid: str, payload: TransferIn):
     """To a named agent, or with `to_agent_id: null` back to the queue (`agent:transfer`)."""
-    return run(lambda s: chat.conversation_json(routing.transfer(s, me, cid, payload.to_agent_id)))
+    return run(lambda s: conversation_json(routing.transfer(s, me, cid, payload.to_agent_id)))
 
 
 @bp.post("/conversations/<id:cid>/resolve")
 @require("agent", "admin")
 def resolve(me, cid: str):
     """Resolved; the agent's slot is freed."""
-    return run(lambda s: chat.conversation_json(chat.resolve(s, me, cid)))
+    return run(lambda s: conversation_json(conversations.resolve(s, me, cid)))
 
 
 @bp.post("/conversations/<id:cid>/archive")
 @require("agent", "admin")
 def archive(me, cid: str):
     """`conversation:archived`."""
-    return run(lambda s: chat.conversation_json(chat.archive(s, me, cid)))
+    return run(lambda s: conversation_json(conversations.archive(s, me, cid)))
 
 
 @bp.post("/conversations/<id:cid>/rating")
@@ -340,7 +334,7 @@ def archive(me, cid: str):
 @body(RatingIn)
 def rating(me, cid: str, payload: RatingIn):
     """Satisfaction once resolved; a second rating is 409."""
-    return run(lambda s: chat.conversation_json(chat.rate(s, me, cid, payload.score, payload.comment)))
+    return run(lambda s: conversation_json(conversations.rate(s, me, cid, payload.score, payload.comment)))
 
 
 # ---- attachments ---------------------------------------------------------------------
@@ -355,12 +349,11 @@ def upload(me, cid: str):
     f = request.files.get("file")
     if f is None or not f.filename:
         raise ApiError(400, "missing_file", "send the file as multipart form field 'file'")
-    data = f.read(settings.attachment_max_bytes + 1)
-    return run(lambda s: chat_storage_upload(s, me, cid, f.filename, f.mimetype, data, settings)), 201
+    data = f.read(settings.chat.attachment_max_bytes + 1)
+    return run(lambda s: attachment_upload(s, me, cid, f.filename, f.mimetype, data, settings)), 201
 
 
-def chat_storage_upload(session, me, cid, filename, content_type, data, settings):
-    from actions.chat_storage import upload_attachment
+def attachment_upload(session, me, cid, filename, content_type, data, settings):
     return upload_attachment(session, me, cid, filename, content_type, data,
                              storage_for(settings), settings)
 
@@ -369,7 +362,6 @@ def chat_storage_upload(session, me, cid, filename, content_type, data, settings
 @require(allow_query=True)
 def download(me, aid: str):
     """An attachment's bytes (participants of its conversation)."""
-    from actions.chat_storage import read_attachment
     settings = current_services().settings
     att, data = run(lambda s: read_attachment(s, me, aid, storage_for(settings)))
     return Response(data, mimetype=att["content_type"], headers={
@@ -405,7 +397,7 @@ def get_agents(me):
 
 
 def _set_status(me, aid: str, status: str, create: bool) -> dict:
-    grace = current_services().settings.agent_grace_seconds
+    grace = current_services().settings.chat.agent_grace_seconds
     return run(lambda s: chat_agents.agent_json(chat_agents.set_status(
         s, aid, status, name=me.name if create else None, grace_seconds=grace, create=create)))
 

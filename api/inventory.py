@@ -8,6 +8,7 @@ from typing import Literal
 
 from flask import Blueprint, request
 from pydantic import BaseModel, Field
+from sqlalchemy import func, select
 
 from actions import inventory, reservations
 from actions.inventory import LevelKey
@@ -16,6 +17,7 @@ from api.errors import ApiError
 from api.ids import ID
 from api.openapi import body, responds
 from api.stats import stats_section
+from models import Product, Reservation, StockLevel, utcnow
 from services import current_services
 
 bp = Blueprint("inventory", __name__, url_prefix="/api/v1")
@@ -132,7 +134,7 @@ def create_reservation(me, payload: ReserveIn):
         r, created = reservations.hold(
             session, product_id=payload.product_id, variant_id=payload.variant_id,
             quantity=payload.quantity, owner_id=me.id, customer_id=customer_id,
-            ttl_seconds=services.settings.reservation_ttl_seconds, idempotency_key=key)
+            ttl_seconds=services.settings.inventory.reservation_ttl_seconds, idempotency_key=key)
         out = reservations.reservation_json(r)
     return out, 201 if created else 200
 
@@ -181,9 +183,6 @@ def get_reservation(reservation_id: str, me):
 
 @stats_section("inventory")
 def _inventory_stats(session) -> dict:
-    from sqlalchemy import func, select
-
-    from models import Product, Reservation, StockLevel, utcnow
     now = utcnow()
     low = session.scalar(select(func.count()).select_from(StockLevel).join(
         Product, Product.id == StockLevel.product_id).where(StockLevel.low_stock_alerted.is_(True)))

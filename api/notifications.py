@@ -13,6 +13,8 @@ from api.errors import ApiError
 from api.ids import ID, TYPE_NAME
 from api.openapi import body, query, responds
 from api.stats import stats_section
+from models import Notification
+from providers.webpush import vapid_public_key as key_of
 from services import current_services
 
 bp = Blueprint("notifications", __name__, url_prefix="/api/v1")
@@ -70,7 +72,7 @@ def create_bulk(me, payload: BulkIn):
     with services.session() as session:
         _check_types(session, {n.type for n in payload.notifications})
         ids = pipeline.create_many(session, [n.model_dump() for n in payload.notifications],
-                                   services.settings.notification_batch_size)
+                                   services.settings.notifications.batch_size)
     return {"ids": ids}, 202
 
 
@@ -208,7 +210,6 @@ def delete_push_subscription(me, payload: PushSubscriptionDelete):
 @require()
 def vapid_public_key(me):
     """The VAPID public key for the browser's pushManager.subscribe()."""
-    from providers.webpush import vapid_public_key as key_of
     key = key_of(current_services().settings)
     if not key:
         raise ApiError(503, "unavailable", "web push is not configured")
@@ -292,7 +293,6 @@ def put_template(me, type: str, payload: TemplateIn):
 @require("admin")
 def list_deliveries(me, id: str):
     """One row per channel attempt of a notification."""
-    from models import Notification
     with current_services().session() as session:
         if session.get(Notification, id) is None:
             raise ApiError(404, "not_found", "no such notification")

@@ -6,6 +6,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
 from api.openapi import build_spec, docs_page
+from tasks import broker_ok, workers_by_queue
+from tasks.metrics import task_counts_text
 
 bp = Blueprint("ops", __name__)
 
@@ -33,7 +35,6 @@ def readyz():
             checks["redis"] = "ok"
         except Exception as exc:  # noqa: BLE001
             checks["redis"] = f"failed: {type(exc).__name__}"
-    from tasks import broker_ok, workers_by_queue
     checks["broker"] = "ok" if broker_ok() else "failed"
     queues = workers_by_queue()
     failed = sorted(name for name, state in checks.items() if state != "ok")
@@ -46,7 +47,6 @@ def readyz():
 @bp.get("/metrics")
 def metrics():
     """Prometheus metrics of this process."""
-    from tasks.metrics import task_counts_text
     return Response(generate_latest() + task_counts_text().encode(), content_type=CONTENT_TYPE_LATEST)
 
 

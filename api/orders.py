@@ -17,6 +17,7 @@ from api.ids import ID
 from api.openapi import body, json_value, responds
 from api.stats import stats_section
 from models import Order
+from providers.carriers import registry
 from services import current_services
 
 bp = Blueprint("orders", __name__, url_prefix="/api/v1")
@@ -116,7 +117,6 @@ def get_order(order_id: str, me):
 @responds(200, None, "applied (or ignored when not a move the lifecycle allows)")
 def carrier_webhook(carrier: str):
     """Tracking data pushed by a carrier, signed `X-Switchboard-Signature: sha256=<HMAC of the body>`."""
-    from providers.carriers import registry
     services = current_services()
     adapter = registry(services.settings).get(carrier)
     if adapter is None or not adapter.webhook_secret:

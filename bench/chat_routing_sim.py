@@ -237,7 +237,7 @@ def simulate(day: dict[str, Any], seed: int, policy: str, priors: Priors | None 
 def run_days(day: dict[str, Any], days: int, policies: tuple[str, ...] = POLICIES,
              first_seed: int = 0) -> dict[str, dict[str, float]]:
     """Medians over `days` seeded days per policy (max_load: the highest of any day)."""
-    priors, goal = routing_config(Settings(routing_hold=True))
+    priors, goal = routing_config(Settings.of(routing_hold=True))
     results = {}
     for policy in policies:
         runs = [simulate(day, seed, policy, priors, goal) for seed in range(first_seed, first_seed + days)]

@@ -35,7 +35,7 @@ def child(url: str, prefix: str, holds: int, greenlets: int, start_at: float) ->
     from services import Services
     from settings import Settings
 
-    services = Services.build(Settings(database_url=url, redis_url="redis://127.0.0.1:6379/0",
+    services = Services.build(Settings.of(database_url=url, redis_url="redis://127.0.0.1:6379/0",
                                        redis_prefix=prefix))
     counts = {"held": 0, "refused": 0}
 

@@ -198,8 +198,8 @@ def _server_options(settings) -> dict:
         "thread_class": threading.Thread,
         "event_class": threading.Event,
         "selector_class": selectors.DefaultSelector,
-        "ping_interval": settings.heartbeat_seconds,
-        "max_message_size": settings.max_frame_bytes,
+        "ping_interval": settings.realtime.heartbeat_seconds,
+        "max_message_size": settings.realtime.max_frame_bytes,
     }
 
 
@@ -210,7 +210,7 @@ def create_app() -> Flask:
     settings = services.settings
     _remove_endpoint(app)
     app.config["SOCK_SERVER_OPTIONS"] = _server_options(settings)
-    admission = Admission(settings.max_concurrent_setups, settings.setup_wait_seconds)
+    admission = Admission(settings.realtime.max_concurrent_setups, settings.realtime.setup_wait_seconds)
 
     bp = Blueprint("flask_sock_ws", __name__)
     sock = Sock()
@@ -240,8 +240,8 @@ def create_app() -> Flask:
     def ws_endpoint(ws) -> None:
         setup: _Setup = g.sb_setup
         me = setup.me
-        conn = FlaskSockConnection(me, ws, outbox_limit=settings.outbox_limit,
-                                   rate=settings.client_rate, burst=settings.client_burst,
+        conn = FlaskSockConnection(me, ws, outbox_limit=settings.realtime.outbox_limit,
+                                   rate=settings.realtime.client_rate, burst=settings.realtime.client_burst,
                                    expires_at=me.exp)
         services.hub.register(conn)
         try:

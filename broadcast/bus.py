@@ -2,7 +2,7 @@
 
 `RedisBus` (broadcast/redis_bus.py) keeps each topic in a capped Redis stream
 and publishes every event on a pub/sub channel; `MemoryBus` here does the same
-inside one process for the embedded mode. Both pass tests/unit/test_bus.py.
+inside one process for the embedded mode. Both pass tests/integration/test_bus_contract.py.
 """
 from __future__ import annotations
 

@@ -160,7 +160,7 @@ class Event:
         return json.loads(self.frame)["data"]
 
     @classmethod
-    def build(cls, topic: str, name: str, id: str | None, ts: int, data: Any) -> "Event":
+    def build(cls, topic: str, name: str, id: str | None, ts: int, data: Any) -> Event:
         prefix, suffix = frame_parts(topic, name, ts, data)
         return cls(topic, name, id, prefix + (dumps(id) if id else "null") + suffix, ts)
 

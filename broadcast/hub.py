@@ -72,7 +72,7 @@ class Connection:
         """Replayed events, in order, past the live outbox's bound (a replay is paced instead)."""
         self.send_events(events)
 
-    def pace(self, replay: "Replay") -> None:
+    def pace(self, replay: Replay) -> None:
         """Drive `replay` (call `replay.step()` until it returns False) as the client reads.
 
         The default runs it at once, unpaced: for connections that read at
@@ -132,7 +132,7 @@ AckFn = Callable[[bool, str], None]
 class Replay:
     """The rest of a replay longer than a page: the transport calls `step` as its client reads."""
 
-    def __init__(self, hub: "Hub", conn: Connection, topic: str, held: "_Held",
+    def __init__(self, hub: Hub, conn: Connection, topic: str, held: _Held,
                  after: str | None) -> None:
         self.hub, self.conn, self.topic = hub, conn, topic
         self._held, self._after = held, after

@@ -15,9 +15,9 @@ from typing import Any
 import redis
 
 from broadcast.bus import Listener, Outgoing, now_ms
+from broadcast.events import (BEFORE_FIRST, Event, cursor_key, frame_parts, make_cursor, new_epoch,
+                              parse_cursor, recoverable)
 from group_commit import GroupCommit
-from broadcast.events import (BEFORE_FIRST, Event, cursor_key, frame_parts, make_cursor, new_epoch, parse_cursor,
-                              recoverable)
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +59,8 @@ local epoch = epoch_of(KEYS[1], KEYS[3], ARGV[10], ARGV[9])
 redis.call('HSET', KEYS[3], 'u', '1')
 local xid = redis.call('XADD', KEYS[1], '*', 'e', ARGV[2], 'p', ARGV[3], 's', ARGV[4])
 local id = xid .. ':' .. epoch
-redis.call('PUBLISH', ARGV[1], id .. '\\n' .. ARGV[2] .. '\\n' .. ARGV[8] .. '\\n' .. ARGV[3] .. '"' .. id .. '"' .. ARGV[4])
+redis.call('PUBLISH', ARGV[1],
+           id .. '\\n' .. ARGV[2] .. '\\n' .. ARGV[8] .. '\\n' .. ARGV[3] .. '"' .. id .. '"' .. ARGV[4])
 local min = tonumber(ARGV[6])
 local n = redis.call('XLEN', KEYS[1])
 -- Keep every event that is among the newest `min` OR younger than `min ms`:

@@ -40,7 +40,7 @@ class SseConnection(OwnedConnection):
     __slots__ = ("chunked", "cursors")
 
     def __init__(self, user: Any, sock: Any, *, outbox_limit: int, expires_at: float = math.inf,
-                 chunked: bool = True, on_close: Callable[["SseConnection"], None]) -> None:
+                 chunked: bool = True, on_close: Callable[[SseConnection], None]) -> None:
         super().__init__(user, sock, outbox_limit=outbox_limit, expires_at=expires_at,
                          on_close=on_close)
         self.chunked = chunked

@@ -48,7 +48,7 @@ class WebSocketConnection(OwnedConnection):
 
     def __init__(self, user: Any, sock: Any, *, outbox_limit: int, max_frame_bytes: int,
                  rate: float, burst: int, expires_at: float = math.inf,
-                 on_text: OnText, on_close: Callable[["WebSocketConnection"], None]) -> None:
+                 on_text: OnText, on_close: Callable[[WebSocketConnection], None]) -> None:
         """`on_text(conn, text)` runs each text message in order, on a greenlet of its own
         (it may block; it must not raise). The rest as `OwnedConnection`."""
         super().__init__(user, sock, outbox_limit=outbox_limit, expires_at=expires_at,
@@ -84,7 +84,7 @@ class WebSocketConnection(OwnedConnection):
             self.close(exc.code, exc.reason)
             return
         for kind, value in messages:
-            if kind == TEXT or kind == TOO_LARGE or kind == BINARY:
+            if kind in (TEXT, TOO_LARGE, BINARY):
                 if not self.bucket.take():
                     self.close(1008, "too many frames")
                     return

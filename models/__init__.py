@@ -1,13 +1,18 @@
 """Switchboard's SQLAlchemy mappings, one module per domain, and the session helpers."""
 from models.analytics import AnalyticsEvent
 from models.base import Base, new_id, utcnow
-from models.chat import (Agent, Attachment, CannedResponse, Conversation, Message,
-                         MessageReceipt)
+from models.chat import Agent, Attachment, CannedResponse, Conversation, Message, MessageReceipt
 from models.identity import Customer, User
 from models.inventory import Product, Reservation, StockChange, StockLevel
-from models.notifications import (DeviceToken, Notification, NotificationDelivery,
-                                  NotificationPreference, NotificationTemplate,
-                                  WebPushSubscription, endpoint_hash)
+from models.notifications import (
+                         DeviceToken,
+                         Notification,
+                         NotificationDelivery,
+                         NotificationPreference,
+                         NotificationTemplate,
+                         WebPushSubscription,
+                         endpoint_hash,
+)
 from models.orders import Order, OrderStatusHistory
 from models.session import after_commit, make_engine, make_session_factory, session_scope
 from models.types import UTCDateTime

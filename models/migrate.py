@@ -18,6 +18,8 @@ from alembic.config import Config
 from sqlalchemy import create_engine, pool, text
 from sqlalchemy.engine import make_url
 
+from settings import Settings, normalise_database_url
+
 ROOT = Path(__file__).resolve().parent.parent
 ALEMBIC_INI = ROOT / "alembic.ini"
 # Any constant 64-bit key; "switchboard-migrate" folded into a bigint.
@@ -75,16 +77,12 @@ def _lock(url: str) -> contextlib.AbstractContextManager[None]:
 
 def upgrade(url: str, revision: str = "head") -> None:
     """Run `alembic upgrade <revision>` against `url`, serialised across processes."""
-    from settings import normalise_database_url
-
     url = normalise_database_url(url)
     with _lock(url):
         command.upgrade(alembic_config(url), revision)
 
 
 def main() -> int:
-    from settings import Settings
-
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s %(message)s")
     url = Settings.from_env().database_url
     log.info("migrating %s", make_url(url).render_as_string(hide_password=True))

@@ -5,8 +5,8 @@ import hashlib
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import (JSON, Boolean, CheckConstraint, ForeignKey, Index, Integer, String,
-                        Text, UniqueConstraint, false, text)
+from sqlalchemy import (JSON, Boolean, CheckConstraint, ForeignKey, Index, Integer, String, Text,
+                        UniqueConstraint, false, text)
 from sqlalchemy.orm import Mapped, mapped_column, relationship, validates
 
 from models.base import Base, new_id, utcnow

@@ -16,8 +16,8 @@ from typing import Any
 
 from prometheus_client import Counter
 from sqlalchemy import create_engine, event
-from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 
 log = logging.getLogger(__name__)

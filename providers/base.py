@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 from sqlalchemy.orm import Session
 
-from settings import Settings
+from models import Customer, User
 
 
 @dataclass(frozen=True)
@@ -82,27 +82,8 @@ class Provider(Protocol):
         """Remove a target the provider reported gone."""
 
 
-def providers_for(channel: str, settings: Settings) -> list[Provider]:
-    """The providers of a channel (push has two: web push and FCM)."""
-    if channel == "push":
-        from providers.fcm import FcmProvider
-        from providers.webpush import WebPushProvider
-        return [WebPushProvider(settings), FcmProvider(settings)]
-    if channel == "email":
-        from providers.email import EmailProvider
-        return [EmailProvider(settings)]
-    if channel == "sms":
-        from providers.sms import SmsProvider
-        return [SmsProvider(settings)]
-    if channel == "websocket":
-        from providers.websocket import WebSocketProvider
-        return [WebSocketProvider(settings)]
-    raise ValueError(f"unknown channel {channel!r}")
-
-
 def contact_of(session: Session, user_id: str) -> tuple[str | None, str | None]:
     """(email, phone): the store's customer record first, then the user row."""
-    from models import Customer, User
     customer = session.get(Customer, user_id)
     user = session.get(User, user_id)
     email = (customer.email if customer else None) or (user.email if user else None)

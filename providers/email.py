@@ -21,7 +21,7 @@ class EmailProvider:
         self.settings = settings
 
     def configured(self) -> bool:
-        return bool(self.settings.smtp_host)
+        return bool(self.settings.notifications.smtp_host)
 
     def targets(self, session: Session, user_id: str) -> list[Target]:
         email, _ = contact_of(session, user_id)
@@ -29,7 +29,7 @@ class EmailProvider:
 
     def build(self, target: Target, content: Content) -> EmailMessage:
         msg = EmailMessage()
-        msg["From"] = self.settings.email_from
+        msg["From"] = self.settings.notifications.email_from
         msg["To"] = target.address
         msg["Subject"] = content.title
         msg["Date"] = formatdate(usegmt=True)
@@ -44,7 +44,7 @@ class EmailProvider:
         return msg
 
     def send(self, target: Target, content: Content) -> str | None:
-        s = self.settings
+        s = self.settings.notifications
         msg = self.build(target, content)
         try:
             with smtplib.SMTP(s.smtp_host, s.smtp_port, timeout=s.provider_timeout_seconds) as smtp:

@@ -16,6 +16,7 @@ from firebase_admin import credentials, exceptions, messaging
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
+from models import DeviceToken
 from providers.base import Content, Gone, Permanent, Target, Transient
 from settings import Settings
 
@@ -28,17 +29,17 @@ _lock = threading.Lock()
 
 def _app(settings: Settings) -> firebase_admin.App:
     """One firebase App per credentials file and endpoint, made once per process."""
-    key = (settings.fcm_credentials_file, settings.fcm_base_url)
+    key = (settings.notifications.fcm_credentials_file, settings.notifications.fcm_base_url)
     with _lock:
         app = _apps.get(key)
         if app is None:
-            cred = credentials.Certificate(settings.fcm_credentials_file)
+            cred = credentials.Certificate(settings.notifications.fcm_credentials_file)
             app = firebase_admin.initialize_app(
-                cred, {"httpTimeout": settings.provider_timeout_seconds},
+                cred, {"httpTimeout": settings.notifications.provider_timeout_seconds},
                 name=f"switchboard-fcm-{len(_apps)}")
-            if settings.fcm_base_url:
+            if settings.notifications.fcm_base_url:
                 service = messaging._get_messaging_service(app)
-                service._fcm_url = (f"{settings.fcm_base_url.rstrip('/')}/v1/projects/"
+                service._fcm_url = (f"{settings.notifications.fcm_base_url.rstrip('/')}/v1/projects/"
                                     f"{app.project_id}/messages:send")
             _apps[key] = app
         return app
@@ -52,12 +53,11 @@ class FcmProvider:
         self.settings = settings
 
     def configured(self) -> bool:
-        return bool(self.settings.fcm_credentials_file)
+        return bool(self.settings.notifications.fcm_credentials_file)
 
     def targets(self, session: Session, user_id: str) -> list[Target]:
         if not self.configured():
             return []
-        from models import DeviceToken
         devices = session.scalars(select(DeviceToken).where(DeviceToken.user_id == user_id)
                                   .order_by(DeviceToken.token)).all()
         return [Target("fcm:" + d.token[:1000], d.token, {"platform": d.platform}) for d in devices]
@@ -107,5 +107,4 @@ class FcmProvider:
             raise Permanent(f"fcm: {exc}") from None
 
     def forget(self, session: Session, target: Target) -> None:
-        from models import DeviceToken
         session.execute(delete(DeviceToken).where(DeviceToken.token == target.address))

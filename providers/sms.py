@@ -25,7 +25,7 @@ class SmsProvider:
         self.http = requests.Session()
 
     def configured(self) -> bool:
-        s = self.settings
+        s = self.settings.notifications
         return bool(s.sms_base_url and s.sms_account_sid and s.sms_auth_token and s.sms_from)
 
     def targets(self, session: Session, user_id: str) -> list[Target]:
@@ -33,7 +33,7 @@ class SmsProvider:
         return [Target(phone, phone)] if phone else []
 
     def send(self, target: Target, content: Content) -> str | None:
-        s = self.settings
+        s = self.settings.notifications
         url = f"{s.sms_base_url.rstrip('/')}/2010-04-01/Accounts/{s.sms_account_sid}/Messages.json"
         body = content.title if not content.body else f"{content.title}: {content.body}"
         if content.action_url:

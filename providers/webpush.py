@@ -21,6 +21,7 @@ from pywebpush import WebPusher
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
+from models import WebPushSubscription
 from providers.base import Content, Gone, Permanent, Target, Transient
 from settings import ROOT, Settings
 
@@ -43,7 +44,7 @@ def public_key_b64(v: Vapid02) -> str:
 
 def load_vapid(settings: Settings) -> Vapid02 | None:
     # A PEM in one environment line has its newlines written as \n (as this module prints it).
-    key = settings.vapid_private_key.strip().strip('"').replace("\\n", "\n")
+    key = settings.notifications.vapid_private_key.strip().strip('"').replace("\\n", "\n")
     if not key:
         if settings.production:
             return None
@@ -73,8 +74,8 @@ def _dev_keys() -> Vapid02:
 
 
 def vapid_public_key(settings: Settings) -> str | None:
-    if settings.vapid_public_key:
-        return settings.vapid_public_key
+    if settings.notifications.vapid_public_key:
+        return settings.notifications.vapid_public_key
     v = load_vapid(settings)
     return public_key_b64(v) if v else None
 
@@ -94,7 +95,6 @@ class WebPushProvider:
         return self._vapid is not None
 
     def targets(self, session: Session, user_id: str) -> list[Target]:
-        from models import WebPushSubscription
         subs = session.scalars(select(WebPushSubscription).where(
             WebPushSubscription.user_id == user_id).order_by(WebPushSubscription.endpoint_hash)).all()
         return [Target("webpush:" + s.endpoint_hash, s.endpoint,
@@ -112,7 +112,7 @@ class WebPushProvider:
             raise Permanent("web push: no VAPID key configured")
         assert self._vapid is not None
         parts = urlsplit(target.address)
-        claims = {"sub": self.settings.vapid_subject, "aud": f"{parts.scheme}://{parts.netloc}",
+        claims = {"sub": self.settings.notifications.vapid_subject, "aud": f"{parts.scheme}://{parts.netloc}",
                   "exp": int(time.time()) + 12 * 3600}
         headers = dict(self._vapid.sign(claims))
         headers["Urgency"] = URGENCY.get(content.priority, "normal")
@@ -120,7 +120,7 @@ class WebPushProvider:
         try:
             resp = pusher.send(self.payload(content), headers=headers, ttl=max(0, content.ttl),
                                content_encoding="aes128gcm",
-                               timeout=self.settings.provider_timeout_seconds)
+                               timeout=self.settings.notifications.provider_timeout_seconds)
         except requests.RequestException as exc:
             raise Transient(f"web push: {exc.__class__.__name__}: {exc}") from None
         status = resp.status_code
@@ -134,7 +134,6 @@ class WebPushProvider:
         raise Permanent(message, status)
 
     def forget(self, session: Session, target: Target) -> None:
-        from models import WebPushSubscription
         session.execute(delete(WebPushSubscription).where(
             WebPushSubscription.endpoint_hash == target.key.removeprefix("webpush:")))
 

@@ -39,8 +39,6 @@ class Announcer:
     def put(self, user_id: str, online: bool, role: str | None = None) -> None:
         self.queues[hash(user_id) % len(self.queues)].put((user_id, online, role))
 
-    def pending(self) -> int:
-        return sum(q.qsize() for q in self.queues)
 
     def _run(self, q: queue.Queue) -> None:
         while True:

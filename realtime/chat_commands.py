@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
-from actions import chat, chat_agents
+from actions.chat import agents as chat_agents
+from actions.chat import conversations, receipts
 from api.chat import AgentStatusIn, Id, MessageIn, Strict, run, send
 from api.ids import ID
 from api.openapi import parse_body
@@ -39,33 +40,33 @@ def cmd_send(me, data: dict) -> dict:
 @command("message:read")
 def cmd_read(me, data: dict) -> dict:
     p = parse_body(ReceiptCmd, data)
-    return run(lambda s: chat.mark_read(s, me, p.message_id, p.conversation_id), True)
+    return run(lambda s: receipts.mark_read(s, me, p.message_id, p.conversation_id), True)
 
 
 @command("message:delivered")
 def cmd_delivered(me, data: dict) -> dict:
     p = parse_body(ReceiptCmd, data)
-    return run(lambda s: chat.mark_delivered(s, me, p.message_id, p.conversation_id), True)
+    return run(lambda s: receipts.mark_delivered(s, me, p.message_id, p.conversation_id), True)
 
 
 @command("user:typing")
 def cmd_typing(me, data: dict) -> dict:
     p = parse_body(ConvRef, data)
     services = current_services()
-    return run(lambda s: chat.typing(s, me, p.conversation_id,
-                                     services.settings.typing_throttle_seconds, services.throttle))
+    return run(lambda s: conversations.typing(s, me, p.conversation_id,
+                                     services.settings.chat.typing_throttle_seconds, services.throttle))
 
 
 @command("conversation:join")
 def cmd_join(me, data: dict) -> dict:
     p = parse_body(ConvRef, data)
-    return run(lambda s: chat.join(s, me, p.conversation_id))
+    return run(lambda s: conversations.join(s, me, p.conversation_id))
 
 
 @command("conversation:leave")
 def cmd_leave(me, data: dict) -> dict:
     p = parse_body(ConvRef, data)
-    return run(lambda s: chat.leave(s, me, p.conversation_id))
+    return run(lambda s: conversations.leave(s, me, p.conversation_id))
 
 
 @command("agent:available")
@@ -73,6 +74,6 @@ def cmd_available(me, data: dict) -> dict:
     if me.role != "agent":
         raise CommandError("forbidden", "only agents set their status", 403)
     p = parse_body(AgentStatusIn, data)
-    grace = current_services().settings.agent_grace_seconds
+    grace = current_services().settings.chat.agent_grace_seconds
     return run(lambda s: chat_agents.agent_json(chat_agents.set_status(
         s, me.id, p.status, name=me.name, grace_seconds=grace, create=True)))

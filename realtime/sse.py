@@ -63,7 +63,7 @@ class SseEndpoint:
         chunked = environ.get("SERVER_PROTOCOL") != "HTTP/1.0"
 
         def make(sock) -> SseConnection:
-            return SseConnection(me, sock, outbox_limit=services.settings.outbox_limit,
+            return SseConnection(me, sock, outbox_limit=services.settings.realtime.outbox_limit,
                                  expires_at=me.exp, chunked=chunked, on_close=self._closed)
 
         conn = open_owned(services, self.admission, me, environ, make,

@@ -49,7 +49,7 @@ def poll():
         now = {t: services.bus.latest(t) for t in topics}
         return Response(json.dumps({"events": [], "cursor": encode_cursor(now), "reset": []}),
                         mimetype="application/json")
-    conn = PollConnection(me, services.settings.outbox_limit, me.exp)
+    conn = PollConnection(me, services.settings.realtime.outbox_limit, me.exp)
     services.hub.register(conn)
     CONNECTIONS.labels("poll").inc()
     try:
@@ -57,7 +57,7 @@ def poll():
         # A replay longer than a page answers with its first page at once: the
         # next poll, from the cursor this one returns, reads on.
         if not conn.queue and not conn.replays:
-            conn.wakeup.wait(services.settings.poll_timeout_seconds)
+            conn.wakeup.wait(services.settings.realtime.poll_timeout_seconds)
         body = conn.body(conn.take())
     finally:
         services.hub.drop(conn)

@@ -61,8 +61,8 @@ class WebSocketEndpoint:
 
         def make(sock) -> WebSocketConnection:
             return WebSocketConnection(
-                me, sock, outbox_limit=settings.outbox_limit, max_frame_bytes=settings.max_frame_bytes,
-                rate=settings.client_rate, burst=settings.client_burst, expires_at=me.exp,
+                me, sock, outbox_limit=settings.realtime.outbox_limit, max_frame_bytes=settings.realtime.max_frame_bytes,
+                rate=settings.realtime.client_rate, burst=settings.realtime.client_burst, expires_at=me.exp,
                 on_text=self._on_text, on_close=self._closed)
 
         conn = open_owned(services, self.admission, me, environ, make,

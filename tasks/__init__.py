@@ -1,29 +1,34 @@
-"""The Celery app, the task base class and `enqueue`.
+"""The Celery app, the task base class and the domain's task sender.
 
-Tasks are thin: a few lines around an action, taking ids. Enqueued inside a
-transaction, a task is sent only after the commit (models/session.py).
+Tasks are thin: a few lines around an action, taking ids. Domain code
+enqueues them by name through actions/effects.py, whose sender (`send`) the
+wiring registers; enqueued inside a transaction, a task is sent only after
+the commit. The app is configured from the process's Settings by the wiring
+(`configure`): app.py in a web process, worker.py in a Celery process.
 """
 from __future__ import annotations
 
 import logging
-import sys
 import threading
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
-# `celery -A tasks` puts the project on sys.path only while it loads this
-# module; tasks import the rest of the project lazily, later, in forked pool
-# processes, so the project root must stay importable.
-# (celery removes its own entry afterwards, so this one is added regardless.)
-sys.path.append(str(Path(__file__).resolve().parents[1]))
-
 from celery import Celery, Task
-from celery.signals import worker_process_init
-from sqlalchemy.orm import Session
+from celery.beat import EmbeddedService
 
-from models.session import after_commit
+import celeryconfig
+from settings import Settings
+from tasks import metrics
 
 log = logging.getLogger(__name__)
+
+_services: Callable[[], Any] | None = None
+
+
+def use_services(provider: Callable[[], Any] | None) -> None:
+    """How a task finds this process's parts (services.Services): the wiring registers it."""
+    global _services
+    _services = provider
 
 
 class SwitchboardTask(Task):
@@ -37,52 +42,30 @@ class SwitchboardTask(Task):
 
     @property
     def services(self):
-        from services import get_services
-        return get_services()
+        if _services is None:
+            raise RuntimeError("no services: the wiring registers them (services.Services.build)")
+        return _services()
 
 
+# The task modules, one per queue, each registering its tasks on `celery_app`: a
+# worker imports them as it starts.
 TASK_MODULES = ["tasks.broadcast", "tasks.maintenance", "tasks.routing", "tasks.notifications",
                 "tasks.tracking", "tasks.inventory"]
 
 celery_app = Celery("switchboard", task_cls=SwitchboardTask, include=TASK_MODULES)
-celery_app.config_from_object("celeryconfig")
-
-import tasks.metrics  # noqa: E402,F401  (connects the task signals)
 
 
-@worker_process_init.connect
-def _build_services(**_) -> None:
-    """Each pool process builds its own parts (database pool, bus) after the fork."""
-    from services import get_services   # the wiring imports what tasks call: not at load
-    get_services()
+def configure(settings: Settings) -> None:
+    """Celery's settings from the process's Settings (broker, queues, routes, beat)."""
+    celery_app.conf.update(celeryconfig.config(settings))
+    metrics.use_store(settings.redis_url, settings.redis_prefix)
 
 
-@celery_app.on_after_finalize.connect
-def _merge_beat_schedules(sender, **_):
-    """Each queue's module declares its periodic tasks in BEAT_SCHEDULE."""
-    import importlib
-    for name in TASK_MODULES:
-        module = importlib.import_module(name)
-        sender.conf.beat_schedule.update(getattr(module, "BEAT_SCHEDULE", {}))
-
-
-def enqueue(task: Task, *args: Any, session: Session | None = None, **options: Any) -> None:
-    """Send `task` now, or once `session` commits (never if it rolls back)."""
-    if session is not None:
-        after_commit(session, task.apply_async, args=args, **options)
-    else:
-        task.apply_async(args=args, **options)
-
-
-def enqueue_named(name: str, *args: Any, session: Session | None = None, **options: Any) -> None:
-    """Send a task by its name (domain code needs no task objects); routed by celeryconfig."""
+def send(name: str, args: tuple, options: dict) -> None:
+    """Send a task by its name (actions/effects.py's sender); routed by celeryconfig."""
     # By name, Celery cannot see the task's ignore_result and would subscribe
     # to a result that never comes, one more channel per task sent, for good.
-    options.setdefault("ignore_result", True)
-    if session is not None:
-        after_commit(session, celery_app.send_task, name, args=args, **options)
-    else:
-        celery_app.send_task(name, args=args, **options)
+    celery_app.send_task(name, args=args, **{"ignore_result": True, **options})
 
 
 def broker_ok() -> bool:
@@ -98,10 +81,9 @@ _embedded: dict[str, Any] = {}
 
 
 def workers_by_queue() -> dict[str, list[str]]:
-    from celeryconfig import QUEUES
-    result: dict[str, list[str]] = {q: [] for q in QUEUES}
+    result: dict[str, list[str]] = {q: [] for q in celeryconfig.QUEUES}
     if "worker" in _embedded:
-        for q in QUEUES:
+        for q in celeryconfig.QUEUES:
             result[q].append("embedded@" + _embedded["worker"].hostname)
         return result
     try:
@@ -121,11 +103,10 @@ def start_embedded_worker() -> None:
     worker share it; countdowns and ETAs are honoured by the worker's timer,
     as they would be in the distributed mode (no eager shortcut).
     """
-    from celeryconfig import QUEUES
     if "worker" in _embedded:
         return
     worker = celery_app.WorkController(
-        pool_cls="solo", concurrency=1, queues=list(QUEUES),
+        pool_cls="solo", concurrency=1, queues=list(celeryconfig.QUEUES),
         without_heartbeat=True, without_mingle=True, without_gossip=True,
         hostname="embedded@localhost", loglevel="WARNING")
     _embedded["worker"] = worker
@@ -136,7 +117,6 @@ def start_embedded_worker() -> None:
     threading.Thread(target=worker.start, name="celery-embedded", daemon=True).start()
     # Beat on a thread too: the worker's own `beat=True` forks a process, and
     # a forked child cannot share this process's in-memory broker.
-    from celery.beat import EmbeddedService
     beat = EmbeddedService(celery_app, thread=True, scheduler_cls="celery.beat:Scheduler")
     _embedded["beat"] = beat
     beat.start()

@@ -5,30 +5,30 @@ process's /metrics exposes the totals.
 """
 from __future__ import annotations
 
-import os
 import threading
 from collections import Counter
 
+import redis
 from celery import signals
 
 _local: Counter = Counter()
 _lock = threading.Lock()
-_client = None
+_store: dict = {"url": None, "client": None, "key": "sb:metrics:tasks"}
+
+
+def use_store(redis_url: str | None, prefix: str) -> None:
+    """Count in Redis at `redis_url` (None: in this process's memory); tasks.configure calls it."""
+    if redis_url != _store["url"]:
+        _store.update(url=redis_url, client=redis.Redis.from_url(redis_url) if redis_url else None)
+    _store["key"] = prefix + "metrics:tasks"
 
 
 def _redis():
-    global _client
-    url = os.environ.get("REDIS_URL")
-    if not url:
-        return None
-    if _client is None:
-        import redis
-        _client = redis.Redis.from_url(url)
-    return _client
+    return _store["client"]
 
 
 def _key() -> str:
-    return os.environ.get("REDIS_PREFIX", "sb:") + "metrics:tasks"
+    return _store["key"]
 
 
 def count(queue: str, state: str) -> None:

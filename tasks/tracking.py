@@ -2,22 +2,18 @@
 
 The beat sweep claims the orders whose `next_poll_at` has come and enqueues
 one `poll_order` each; a lost poll is due again once its lease runs out.
-`BEAT_SCHEDULE` here is merged into Celery beat's schedule (tasks/__init__.py).
 """
 from __future__ import annotations
 
-from settings import Settings
-from tasks import celery_app
+from datetime import datetime
 
-BEAT_SCHEDULE: dict = {
-    "poll-due-orders": {"task": "tasks.tracking.poll_due",
-                        "schedule": Settings.from_env().tracking_sweep_seconds},
-}
+from actions.tracking import claim, claim_due, poll_target, record_poll
+from providers.carriers import CarrierError, registry
+from tasks import celery_app
 
 
 @celery_app.task(name="tasks.tracking.poll_due", bind=True, acks_late=True)
 def poll_due(self) -> int:
-    from actions.tracking import claim_due
     with self.services.session() as session:
         return len(claim_due(session))
 
@@ -29,10 +25,6 @@ def poll_order(self, order_id: str, due: str | None = None) -> bool:
     `due` (ISO time) comes with the ETA task: it must first claim that poll,
     which the sweep may already have done.
     """
-    from datetime import datetime
-
-    from actions.tracking import claim, poll_target, record_poll
-    from providers.carriers import CarrierError, registry
     services = self.services
     settings = services.settings
     with services.session() as session:
@@ -52,6 +44,6 @@ def poll_order(self, order_id: str, due: str | None = None) -> bool:
     with services.session() as session:
         return record_poll(session, order_id, result,
                            poll_seconds=(carrier.poll_seconds if carrier and carrier.poll_seconds
-                                         else settings.tracking_poll_seconds),
-                           max_days=settings.tracking_max_days,
-                           backoff_max=settings.tracking_backoff_max_seconds)
+                                         else settings.orders.tracking_poll_seconds),
+                           max_days=settings.orders.tracking_max_days,
+                           backoff_max=settings.orders.tracking_backoff_max_seconds)

@@ -30,7 +30,7 @@ def make_app(sqlite_url):
     from app import create_app
 
     def factory(**overrides):
-        settings = Settings(database_url=sqlite_url, redis_url=None, **overrides)
+        settings = Settings.of(database_url=sqlite_url, redis_url=None, **overrides)
         return create_app(settings, background=False)
     return factory
 

@@ -12,39 +12,18 @@ any carrier with a JSON tracking URL, configured by `SB_CARRIERS_JSON`:
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
-from typing import Any, Protocol
 
+from providers.carriers.base import Carrier, CarrierError, TrackingResult
+from providers.carriers.http_json import HttpJsonCarrier
+from providers.carriers.simulated import SimulatedCarrier
 
-class CarrierError(Exception):
-    """The carrier could not answer (network, HTTP status, unreadable body)."""
-
-
-@dataclass(frozen=True)
-class TrackingResult:
-    status: str | None                      # one of ORDER_STATUSES, or None when unknown
-    location: dict[str, Any] | None = None
-    estimated_delivery: str | None = None   # ISO 8601
-    notes: str | None = None
-    raw: dict[str, Any] = field(default_factory=dict)
-
-
-class Carrier(Protocol):
-    name: str
-    poll_seconds: int | None     # its own poll interval, or None for the default
-    webhook_secret: str | None
-
-    def track(self, tracking_number: str, current_status: str) -> TrackingResult: ...
-
-    def parse(self, payload: dict[str, Any]) -> TrackingResult: ...
+__all__ = ["Carrier", "CarrierError", "TrackingResult", "registry"]
 
 
 def registry(settings) -> dict[str, Carrier]:
     """Every configured carrier by name."""
-    from providers.carriers.http_json import HttpJsonCarrier
-    from providers.carriers.simulated import SimulatedCarrier
-    carriers: dict[str, Carrier] = {"simulated": SimulatedCarrier(settings.simulated_poll_seconds)}
-    if settings.carriers_json:
-        for name, conf in json.loads(settings.carriers_json).items():
+    carriers: dict[str, Carrier] = {"simulated": SimulatedCarrier(settings.orders.simulated_poll_seconds)}
+    if settings.orders.carriers_json:
+        for name, conf in json.loads(settings.orders.carriers_json).items():
             carriers[name] = HttpJsonCarrier(name, conf)
     return carriers

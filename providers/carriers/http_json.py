@@ -6,7 +6,7 @@ from urllib.parse import quote
 
 import requests
 
-from providers.carriers import CarrierError, TrackingResult
+from providers.carriers.base import CarrierError, TrackingResult
 
 
 class HttpJsonCarrier:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from providers.carriers import TrackingResult
+from providers.carriers.base import TrackingResult
 
 ROUTE = ["pending", "confirmed", "processing", "shipped", "in_transit", "out_for_delivery",
          "delivered"]

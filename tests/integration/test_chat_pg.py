@@ -1,8 +1,8 @@
 """The chat send on PostgreSQL: the unit tier's message tests again, plus a client_id race.
 
 On PostgreSQL a customer's message is one statement in an autocommit session
-(`actions.chat.send_customer_message_at_once`); SQLite takes the two-statement
-path, so these tests run the same assertions where the one statement runs.
+(`actions.chat.messages.send_at_once`); SQLite takes the two-statement path,
+so these tests run the same assertions where the one statement runs.
 """
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ def make_app():
     from app import create_app
     with fresh_pg_database("sb_chatpg") as url:
         def factory(**overrides):
-            return create_app(Settings(database_url=url, redis_url=None, **overrides),
+            return create_app(Settings.of(database_url=url, redis_url=None, **overrides),
                               background=False)
         yield factory
 

@@ -226,7 +226,7 @@ def test_a_batch_stops_short_of_the_low_stock_threshold_and_the_crossing_alerts_
     pid = f"low-{uuid.uuid4().hex[:8]}"
     admin = f"boss-{uuid.uuid4().hex[:8]}"
     told = []
-    monkeypatch.setattr("actions.notify.notify",
+    monkeypatch.setattr("actions.inventory.notify",
                         lambda session, user_id, type, data: told.append((user_id, type, data)))
     with session_scope(sessions) as s:
         s.add(User(id=admin, role="admin"))

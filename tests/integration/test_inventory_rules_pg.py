@@ -36,7 +36,7 @@ def make_app(inventory_pg_url):
     engine.dispose()
 
     def factory(**overrides):
-        settings = Settings(database_url=inventory_pg_url, redis_url=None, **overrides)
+        settings = Settings.of(database_url=inventory_pg_url, redis_url=None, **overrides)
         return create_app(settings, background=False)
     return factory
 

@@ -15,7 +15,7 @@ def two_processes(sqlite_url, redis_prefix):
     from app import create_app
 
     def make(**limits):
-        settings = Settings(database_url=sqlite_url, redis_url=REDIS_URL, redis_prefix=redis_prefix,
+        settings = Settings.of(database_url=sqlite_url, redis_url=REDIS_URL, redis_prefix=redis_prefix,
                             **limits)
         return [create_app(settings, background=False).test_client() for _ in range(2)]
     return make

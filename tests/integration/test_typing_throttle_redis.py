@@ -9,7 +9,7 @@ REDIS_URL = "redis://127.0.0.1:6379/0"
 
 def test_typing_on_two_processes_within_the_interval_is_sent_once(sqlite_url, redis_prefix):
     from app import create_app
-    settings = Settings(database_url=sqlite_url, redis_url=REDIS_URL, redis_prefix=redis_prefix,
+    settings = Settings.of(database_url=sqlite_url, redis_url=REDIS_URL, redis_prefix=redis_prefix,
                         typing_throttle_seconds=60)
     a, b = (create_app(settings, background=False).test_client() for _ in range(2))
     made = a.post("/api/v1/conversations", headers=auth("cust-t", "customer"), json={"text": "hi"})

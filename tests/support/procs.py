@@ -103,7 +103,7 @@ class EmbeddedServer(WebServer):
 class Worker(Proc):
     def __init__(self, env: dict[str, str], log_dir: Path, name: str = "worker",
                  queues: str = "routing,notifications,tracking,inventory", concurrency: int = 2) -> None:
-        super().__init__([str(BIN / "celery"), "-A", "tasks", "worker", "-Q", queues,
+        super().__init__([str(BIN / "celery"), "-A", "worker", "worker", "-Q", queues,
                           "--concurrency", str(concurrency), "--loglevel", "INFO",
                           "-n", f"{name}-{os.getpid()}-{free_port()}@%h", "-E"],
                          env, name, log_dir)

@@ -178,7 +178,7 @@ def test_health_and_metrics(client):
 
 def test_readyz_names_what_failed(tmp_path):
     from app import create_app
-    app = create_app(Settings(database_url=f"sqlite:///{tmp_path}/missing/dir/x.db"), background=False)
+    app = create_app(Settings.of(database_url=f"sqlite:///{tmp_path}/missing/dir/x.db"), background=False)
     resp = app.test_client().get("/readyz")
     assert resp.status_code == 503
     assert resp.get_json()["failed"] == ["database"]

@@ -32,7 +32,7 @@ def _operations() -> list[tuple[str, str, dict]]:
     from settings import Settings
     url = f"sqlite:///{tempfile.mkdtemp()}/ops.db"
     upgrade(url)
-    app = create_app(Settings(database_url=url), background=False)
+    app = create_app(Settings.of(database_url=url), background=False)
     spec = app.test_client().get("/api/v1/openapi.json").get_json()
     return [(method.upper(), path, op) for path, ops in spec["paths"].items()
             for method, op in ops.items()]

@@ -6,7 +6,7 @@ from datetime import timedelta
 import pytest
 
 from actions import routing
-from actions.chat_agents import connection_changed
+from actions.chat.agents import connection_changed
 from actions.routing import (AgentSlot, WaitingItem, plan_next, priority_score, rank_agents,
                              required_skills, route_waiting)
 from models import Agent, Conversation, utcnow

@@ -9,8 +9,9 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from actions.chat import iso
-from actions.chat_errors import ChatError
+from actions.chat.errors import ChatError
+from actions.chat.shapes import iso
+from actions.effects import enqueue
 from actions.routing_stats import RoutingStats
 from broadcast import publish
 from models import Agent, CannedResponse, Conversation, Customer, User, utcnow
@@ -50,8 +51,7 @@ def put_agent(session: Session, agent_id: str, *, name: str | None, email: str |
     agent.skills = list(dict.fromkeys(s.lower() for s in skills))
     agent.concurrent_limit = concurrent_limit
     session.flush()
-    from tasks import enqueue_named
-    enqueue_named("tasks.routing.route_waiting", session=session)  # a raised limit frees slots
+    enqueue("tasks.routing.route_waiting", session=session)  # a raised limit frees slots
     return agent, created
 
 
@@ -64,7 +64,6 @@ def list_agents(session: Session, stats: RoutingStats | None = None) -> list[dic
 def set_status(session: Session, agent_id: str, status: str, *, name: str | None = None,
                grace_seconds: float = 120, create: bool = False) -> Agent:
     """`agent:available`; online routes the queue; offline starts the grace period."""
-    from tasks import enqueue_named
     if status not in AGENT_STATUSES:
         raise ChatError(400, "invalid_status", f"status must be one of {', '.join(AGENT_STATUSES)}")
     agent = session.get(Agent, agent_id)
@@ -81,7 +80,7 @@ def set_status(session: Session, agent_id: str, status: str, *, name: str | None
     if status == "offline":
         if previous != "offline" or agent.offline_since is None:
             agent.offline_since = utcnow()
-        enqueue_named("tasks.routing.release_offline_agent", agent_id, session=session,
+        enqueue("tasks.routing.release_offline_agent", agent_id, session=session,
                       countdown=grace_seconds + 1)
     else:
         agent.offline_since = None
@@ -89,7 +88,7 @@ def set_status(session: Session, agent_id: str, status: str, *, name: str | None
     session.flush()
     publish("agents", "agent:available", {"agent_id": agent_id, "status": status}, session=session)
     if status == "online":
-        enqueue_named("tasks.routing.route_waiting", session=session)
+        enqueue("tasks.routing.route_waiting", session=session)
     return agent
 
 
@@ -97,7 +96,6 @@ def connection_changed(session: Session, agent_id: str, online: bool,
                        grace_seconds: float = 120) -> None:
     """Presence: a dropped connection takes the agent offline (nothing new is assigned);
     coming back restores the status they had chosen."""
-    from tasks import enqueue_named
     agent = session.get(Agent, agent_id)
     if agent is None:
         return
@@ -105,14 +103,14 @@ def connection_changed(session: Session, agent_id: str, online: bool,
         agent.resume_status, agent.status, agent.offline_since = agent.status, "offline", utcnow()
         publish("agents", "agent:available", {"agent_id": agent_id, "status": "offline"},
                 session=session)
-        enqueue_named("tasks.routing.release_offline_agent", agent_id, session=session,
+        enqueue("tasks.routing.release_offline_agent", agent_id, session=session,
                       countdown=grace_seconds + 1)
     elif online and agent.resume_status:
         agent.status, agent.resume_status, agent.offline_since = agent.resume_status, None, None
         agent.last_seen_at = utcnow()
         publish("agents", "agent:available", {"agent_id": agent_id, "status": agent.status},
                 session=session)
-        enqueue_named("tasks.routing.route_waiting", session=session)
+        enqueue("tasks.routing.route_waiting", session=session)
 
 
 def put_customer(session: Session, customer_id: str, fields: dict[str, Any]) -> Customer:

@@ -1,4 +1,4 @@
-"""The one error type of the chat actions; the HTTP layer and the WebSocket commands map it."""
+"""The one refusal of the chat actions; the HTTP layer and the WebSocket commands answer it."""
 from __future__ import annotations
 
 from actions.errors import DomainError

@@ -11,7 +11,8 @@ from typing import Any, Protocol
 
 from sqlalchemy.orm import Session
 
-from actions.chat import access_conversation
+from actions.chat.access import access_conversation
+from actions.chat.errors import ChatError
 from actions.errors import DomainError
 from models import Attachment, new_id
 from settings import ROOT
@@ -48,7 +49,7 @@ class LocalStorage:
 
 
 def storage_for(settings: Any) -> Storage:
-    return LocalStorage(Path(settings.attachment_dir) if settings.attachment_dir
+    return LocalStorage(Path(settings.chat.attachment_dir) if settings.chat.attachment_dir
                         else ROOT / "var" / "attachments")
 
 
@@ -65,13 +66,13 @@ def attachment_json(att: Attachment) -> dict[str, Any]:
 def upload_attachment(session: Session, me: Any, conversation_id: str, filename: str,
                       content_type: str, data: bytes, storage: Storage, settings: Any) -> dict[str, Any]:
     conv = access_conversation(session, me, conversation_id, write=True)
-    allowed = {t.strip() for t in settings.attachment_types.split(",") if t.strip()}
+    allowed = {t.strip() for t in settings.chat.attachment_types.split(",") if t.strip()}
     if content_type not in allowed:
         raise StorageError(415, "unsupported_type",
                            f"{content_type} is not accepted; use one of {', '.join(sorted(allowed))}")
-    if len(data) > settings.attachment_max_bytes:
+    if len(data) > settings.chat.attachment_max_bytes:
         raise StorageError(413, "too_large",
-                           f"attachments are limited to {settings.attachment_max_bytes} bytes")
+                           f"attachments are limited to {settings.chat.attachment_max_bytes} bytes")
     if not data:
         raise StorageError(400, "empty_file", "the file is empty")
     att = Attachment(id=new_id(), conversation_id=conv.id, uploader_id=me.id,
@@ -85,7 +86,6 @@ def upload_attachment(session: Session, me: Any, conversation_id: str, filename:
 
 def read_attachment(session: Session, me: Any, attachment_id: str,
                     storage: Storage) -> tuple[dict[str, Any], bytes]:
-    from actions.chat_errors import ChatError
     att = session.get(Attachment, attachment_id)
     if att is None:
         raise ChatError(404, "attachment_not_found", f"no attachment {attachment_id!r}")
