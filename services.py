@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import redis
 from sqlalchemy import text, update
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 import broadcast
@@ -132,6 +133,7 @@ class Services:
     announcer: Announcer | None = None
     throttle: object = None   # at most once per interval per key (broadcast/throttle.py)
     autocommit_sessions: sessionmaker[Session] | None = None
+    engine: Engine | None = None
 
     @contextmanager
     def session(self) -> Iterator[Session]:
@@ -164,7 +166,7 @@ class Services:
                    MemoryBus(settings.realtime.history_min_events, settings.realtime.history_min_seconds))
         throttle = (RedisThrottle(client, settings.redis_prefix + "once:") if client is not None
                     else LocalThrottle())
-        services = cls(settings=settings, sessions=sessions, bus=bus,
+        services = cls(settings=settings, sessions=sessions, bus=bus, engine=engine,
                        users=UserRegistry(sessions), redis=client, throttle=throttle,
                        autocommit_sessions=make_session_factory(
                            engine.execution_options(isolation_level="AUTOCOMMIT")))

@@ -1,6 +1,6 @@
 """HTTP API for inventory and reservations (PROTOCOL.md section 7).
 
-Thin: parse, authorise, call actions.inventory / actions.reservations.
+Thin: parse, authorise, call actions/inventory/.
 """
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ from flask import Blueprint, request
 from pydantic import BaseModel, Field
 from sqlalchemy import func, select
 
-from actions import inventory, reservations
-from actions.inventory import LevelKey
+from actions.inventory import batch, reservations
+from actions.inventory import stock
+from actions.inventory.stock import LevelKey
 from api.auth import require
 from api.errors import ApiError
 from api.ids import ID
@@ -73,7 +74,7 @@ class ReservationOut(BaseModel):
 
 
 def _key(product_id: str, variant_id: str | None, location: str | None) -> LevelKey:
-    return LevelKey(product_id, variant_id or "", location or inventory.DEFAULT_LOCATION)
+    return LevelKey(product_id, variant_id or "", location or stock.DEFAULT_LOCATION)
 
 
 @bp.put("/products/<id:product_id>/stock")
@@ -84,7 +85,7 @@ def _key(product_id: str, variant_id: str | None, location: str | None) -> Level
 def set_stock(product_id: str, me, payload: StockIn):
     """Set on-hand stock of a product (variant, location)."""
     with current_services().session() as session:
-        return inventory.set_stock(session, _key(product_id, payload.variant_id, payload.location),
+        return stock.set_stock(session, _key(product_id, payload.variant_id, payload.location),
                                    payload.quantity, payload.low_stock_threshold)
 
 
@@ -96,7 +97,7 @@ def set_stock(product_id: str, me, payload: StockIn):
 def adjust_stock(product_id: str, me, payload: AdjustIn):
     """Adjust on-hand stock by a delta (sale, restock, adjustment)."""
     with current_services().session() as session:
-        return inventory.adjust_stock(session, _key(product_id, payload.variant_id, payload.location),
+        return stock.adjust_stock(session, _key(product_id, payload.variant_id, payload.location),
                                       payload.delta, payload.change_type)
 
 
@@ -106,7 +107,7 @@ def adjust_stock(product_id: str, me, payload: AdjustIn):
 def get_stock(product_id: str, me):
     """Available stock of a product per variant."""
     with current_services().session() as session:
-        view = inventory.stock_view(session, product_id)
+        view = stock.stock_view(session, product_id)
     if view is None:
         raise ApiError(404, "not_found", f"no product {product_id}")
     return view
@@ -130,13 +131,11 @@ def create_reservation(me, payload: ReserveIn):
     else:
         customer_id = payload.customer_id
     services = current_services()
-    with services.session() as session:
-        r, created = reservations.hold(
-            session, product_id=payload.product_id, variant_id=payload.variant_id,
-            quantity=payload.quantity, owner_id=me.id, customer_id=customer_id,
-            ttl_seconds=services.settings.inventory.reservation_ttl_seconds, idempotency_key=key)
-        out = reservations.reservation_json(r)
-    return out, 201 if created else 200
+    r, created = batch.hold_together(
+        services, services.engine, product_id=payload.product_id, variant_id=payload.variant_id,
+        quantity=payload.quantity, owner_id=me.id, customer_id=customer_id,
+        ttl_seconds=services.settings.inventory.reservation_ttl_seconds, idempotency_key=key)
+    return reservations.reservation_json(r), 201 if created else 200
 
 
 def _act(reservation_id: str, me, fn):

@@ -4,7 +4,7 @@
 
 The companion of commerce_reservations.py (which goes through the web
 processes): here each of `--processes` gevent processes calls
-`actions.reservations.hold` from `--greenlets` greenlets, with the real
+`actions.inventory.batch.hold_together` from `--greenlets` greenlets, with the real
 PostgreSQL and the Redis bus (every hold still broadcasts its two events and
 schedules its expiry), for one unit of one hot product each. By default the
 stock outlasts the run, so the rate is holds made; with `--stock` below
@@ -30,8 +30,8 @@ def child(url: str, prefix: str, holds: int, greenlets: int, start_at: float) ->
     import gevent
     from gevent.pool import Pool
 
-    from actions import reservations
-    from actions.inventory import InventoryError
+    from actions.inventory import batch
+    from actions.inventory.stock import InventoryError
     from services import Services
     from settings import Settings
 
@@ -41,10 +41,9 @@ def child(url: str, prefix: str, holds: int, greenlets: int, start_at: float) ->
 
     def one(i: int) -> None:
         try:
-            with services.session() as session:
-                reservations.hold(session, product_id="core-hot", variant_id=None, quantity=1,
-                                  owner_id=f"buyer-{i % 256}", customer_id=f"buyer-{i % 256}",
-                                  ttl_seconds=900)
+            batch.hold_together(services, services.engine, product_id="core-hot", variant_id=None,
+                                quantity=1, owner_id=f"buyer-{i % 256}",
+                                customer_id=f"buyer-{i % 256}", ttl_seconds=900)
             counts["held"] += 1
         except InventoryError:
             counts["refused"] += 1
@@ -76,7 +75,7 @@ def main() -> None:
 
     from tests.conftest import fresh_pg_database
     with fresh_pg_database("sb_bench_core") as url:
-        from actions.inventory import LevelKey, set_stock
+        from actions.inventory.stock import LevelKey, set_stock
         from broadcast import use_bus
         from broadcast.bus import MemoryBus
         from models import make_engine, make_session_factory, session_scope

@@ -8,8 +8,9 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from actions import inventory, orders
-from actions.inventory import LevelKey
+from actions import orders
+from actions.inventory import stock
+from actions.inventory.stock import LevelKey
 from models import Order, Product, StockLevel
 
 PRODUCTS = [("demo-tee", "Switchboard T-shirt", 25, 5), ("demo-mug", "Switchboard mug", 8, 3),
@@ -19,11 +20,11 @@ ORDER_ID, CUSTOMER = "demo-1001", "demo-customer"
 
 def seed(session: Session) -> None:
     for product_id, name, quantity, threshold in PRODUCTS:
-        product = inventory.ensure_product(session, product_id, threshold)
+        product = stock.ensure_product(session, product_id, threshold)
         product.name = name
         exists = session.scalar(select(StockLevel.id).where(StockLevel.product_id == product_id))
         if exists is None:
-            inventory.set_stock(session, LevelKey(product_id), quantity)
+            stock.set_stock(session, LevelKey(product_id), quantity)
     order = session.get(Order, ORDER_ID)
     if order is not None and order.next_poll_at is None:
         session.delete(order)

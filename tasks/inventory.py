@@ -8,7 +8,7 @@ comes back within `settings.inventory.reservation_sweep_seconds` of
 """
 from __future__ import annotations
 
-from actions.reservations import due_for_expiry, expire
+from actions.inventory.reservations import due_for_expiry, expire
 from tasks import celery_app
 
 

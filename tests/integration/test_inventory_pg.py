@@ -24,8 +24,9 @@ import requests
 from sqlalchemy import func, select, text
 
 import broadcast
-from actions import inventory, reservations
-from actions.inventory import InventoryError, LevelKey
+from actions.inventory import batch, reservations
+from actions.inventory import stock as inventory
+from actions.inventory.stock import InventoryError, LevelKey
 from broadcast.bus import MemoryBus
 from broadcast.events import BEFORE_FIRST
 from models import (Reservation, StockLevel, User, make_engine, make_session_factory,
@@ -35,6 +36,20 @@ from tests.support.procs import WebServer, Worker
 from tests.unit.test_group_commit import queued, wait_until
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+class Db:
+    """What `batch.hold_together` needs of the wiring: transactions on `sessions`."""
+
+    def __init__(self, sessions) -> None:
+        self.sessions = sessions
+
+    def session(self):
+        return session_scope(self.sessions)
+
+
+def hold_together(sessions, **hold):
+    return batch.hold_together(Db(sessions), sessions.kw["bind"], **hold)
 
 
 @pytest.fixture
@@ -97,12 +112,11 @@ def test_commits_releases_expiries_and_restocks_racing_stay_consistent(sessions)
         rnd = random.Random(n)
         while time.monotonic() < stop:
             try:
-                with session_scope(sessions) as s:
-                    # ttl 0..1 s: many holds expire while others race to commit them
-                    r, _ = reservations.hold(s, product_id=pid, variant_id=None,
-                                             quantity=rnd.randint(1, 3), owner_id=f"u{n}",
-                                             customer_id=f"u{n}", ttl_seconds=rnd.choice([0, 1, 30]))
-                    rid, qty = r.id, r.quantity
+                # ttl 0..1 s: many holds expire while others race to commit them
+                r, _ = hold_together(sessions, product_id=pid, variant_id=None,
+                                     quantity=rnd.randint(1, 3), owner_id=f"u{n}",
+                                     customer_id=f"u{n}", ttl_seconds=rnd.choice([0, 1, 30]))
+                rid, qty = r.id, r.quantity
             except InventoryError:
                 continue
             try:
@@ -154,7 +168,7 @@ def hold_in_batch(sessions, monkeypatch, pid, asks, ttl_seconds=60):
     batch (of the first ask) kept running until all the others wait, so they go as one
     batch. Returns (answers in ask order, the quantities of each batch, which of each
     batch's holds the batch statement took)."""
-    batches, taken, together = [], [], reservations._together
+    batches, taken, together = [], [], batch._together
     run = together._run
 
     def recording(key, holds):
@@ -169,12 +183,10 @@ def hold_in_batch(sessions, monkeypatch, pid, asks, ttl_seconds=60):
     def one(ask):
         quantity, owner, key, product = (*ask, pid)[:4]
         try:
-            with session_scope(sessions) as s:
-                r, created = reservations.hold(s, product_id=product, variant_id=None,
-                                               quantity=quantity,
-                                               owner_id=owner, customer_id=owner,
-                                               ttl_seconds=ttl_seconds, idempotency_key=key)
-                return "created" if created else "found", r.id, r.location, r.quantity
+            r, created = hold_together(sessions, product_id=product, variant_id=None,
+                                       quantity=quantity, owner_id=owner, customer_id=owner,
+                                       ttl_seconds=ttl_seconds, idempotency_key=key)
+            return "created" if created else "found", r.id, r.location, r.quantity
         except InventoryError as e:
             return e.code, None, None, quantity
 
@@ -226,7 +238,7 @@ def test_a_batch_stops_short_of_the_low_stock_threshold_and_the_crossing_alerts_
     pid = f"low-{uuid.uuid4().hex[:8]}"
     admin = f"boss-{uuid.uuid4().hex[:8]}"
     told = []
-    monkeypatch.setattr("actions.inventory.notify",
+    monkeypatch.setattr("actions.inventory.stock.notify",
                         lambda session, user_id, type, data: told.append((user_id, type, data)))
     with session_scope(sessions) as s:
         s.add(User(id=admin, role="admin"))
@@ -301,7 +313,7 @@ def test_a_batch_caught_in_a_deadlock_holds_nothing_and_says_so(sessions):
         other.execute(text("SET deadlock_timeout = '30s'"))
         other.execute(text(lock_second), {"p": second})
         blocker = other.execute(text("SELECT pg_backend_pid()")).scalar()
-        batch = pool.submit(reservations._take_together, engine, holds)
+        taking = pool.submit(batch.take_together, engine, holds)
         # Autocommit: in a transaction pg_stat_activity would stay as first read.
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as watch:
             wait_until(lambda: watch.execute(text(
@@ -310,7 +322,7 @@ def test_a_batch_caught_in_a_deadlock_holds_nothing_and_says_so(sessions):
         # Now the cycle: PostgreSQL's check (after deadlock_timeout) fails the batch,
         # which waited first; this lock is granted once it has.
         other.execute(text(lock_second), {"p": first})
-        assert batch.result(timeout=30) == [False, False]
+        assert taking.result(timeout=30) == [False, False]
         other.rollback()
     engine.dispose()
     assert levels_of(sessions, first) == {"default": (5, 0, 0)}

@@ -1,6 +1,6 @@
 """The inventory rules of tests/unit/test_inventory.py again, on PostgreSQL.
 
-On PostgreSQL a hold takes the one-statement (batched) path first (actions/reservations.py)
+On PostgreSQL a hold takes the one-statement (batched) path first (actions/inventory/batch.py)
 and the locked path only for what that cannot settle; the same tests must pass
 on both, so the two paths keep one behaviour.
 """
@@ -44,11 +44,11 @@ def make_app(inventory_pg_url):
 def test_each_hold_takes_the_path_that_can_settle_it(app, client, monkeypatch):
     """Plain holds in one statement; a threshold crossing, a reclaim, a refusal that only
     reclaiming could avoid: the locked path. Both announce the same figures."""
-    from actions import reservations
+    from actions.inventory import batch
     from models import Notification
     taken = []
-    together = reservations._take_together
-    monkeypatch.setattr(reservations._together, "_run",
+    together = batch.take_together
+    monkeypatch.setattr(batch._together, "_run",
                         lambda *a: taken.append(together(*a)[0]) or [taken[-1]])
     client.get("/api/v1/stats", headers=auth("boss", "admin"))  # the admin's user row
     rules.set_stock(client, "pq", 10, low_stock_threshold=3)

@@ -191,7 +191,7 @@ def test_a_released_reservation_is_gone_for_get(client):
 
 
 def test_on_hand_stock_never_passes_its_limit(client):
-    from actions.inventory import MAX_UNITS
+    from actions.inventory.stock import MAX_UNITS
     set_stock(client, "p-big", MAX_UNITS)
     resp = client.post("/api/v1/products/p-big/stock/adjust", headers=auth("store", "service"),
                        json={"delta": 1, "change_type": "restock"})

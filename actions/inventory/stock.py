@@ -4,7 +4,7 @@ The invariant every writer keeps: `stock_levels.held` is the sum of the
 reservations of that level whose status is `held` (expired or not yet).
 Available stock is `on_hand - held` plus what those holds have already
 outlived, i.e. `on_hand - (unexpired holds)`: a hold past `expires_at` never
-counts, whether or not the sweep has processed it (actions/reservations.py).
+counts, whether or not the sweep has processed it (actions/inventory/reservations.py).
 
 Concurrency: every writer takes the stock level's row lock first
 (`lock_level`), then touches reservations. One order for every transaction
