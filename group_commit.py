@@ -20,10 +20,14 @@ import _thread
 import threading
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Generic
+
+from typing_extensions import TypeVar  # `default=` (PEP 696): typing has it from 3.13
 
 Item = TypeVar("Item")
 Result = TypeVar("Result")
+# Last and with a default, so `GroupCommit[Item, Result]` still means any hashable key.
+Key = TypeVar("Key", bound=Hashable, default=Hashable)
 
 
 @dataclass(eq=False)
@@ -39,24 +43,26 @@ class _Key(Generic[Item, Result]):
     waiting: _Batch[Item, Result] | None = None
 
 
-class GroupCommit(Generic[Item, Result]):
+class GroupCommit(Generic[Item, Result, Key]):
     """`submit(key, item)` returns `run(key, items)[its index]`; one `run` per key at a time.
 
     `run` gets the items in arrival order and returns one result per item; if
-    it raises, every item of the batch gets that exception.
+    it raises, every item of the batch gets that exception. The type
+    parameters are the item's, the result's and the key's (any hashable by
+    default): `GroupCommit[Reservation, bool, Engine]`.
     """
 
-    def __init__(self, run: Callable[[Hashable, list[Item]], list[Result]],
+    def __init__(self, run: Callable[[Key, list[Item]], list[Result]],
                  name: str = "group-commit") -> None:
         self._run, self._name = run, name
         self._guard = threading.Lock()
-        self._keys: dict[Hashable, _Key[Item, Result]] = {}  # keys being settled
+        self._keys: dict[Key, _Key[Item, Result]] = {}  # keys being settled
 
-    def submit(self, key: Hashable, item: Item) -> Result:
+    def submit(self, key: Key, item: Item) -> Result:
         with self._guard:
             state = self._keys.get(key)
             inline = state is None
-            if inline:  # the key is free: this request settles itself, here and now
+            if state is None:  # the key is free: this request settles itself, here and now
                 state = self._keys[key] = _Key()
                 batch: _Batch[Item, Result] = _Batch([item])
                 index = 0
@@ -81,7 +87,7 @@ class GroupCommit(Generic[Item, Result]):
         assert batch.results is not None
         return batch.results[index]
 
-    def _hand_over(self, key: Hashable, state: _Key[Item, Result]) -> None:
+    def _hand_over(self, key: Key, state: _Key[Item, Result]) -> None:
         # A bare thread (a bare greenlet under gevent), not a threading.Thread:
         # the runner needs no name, no join and no daemon flag, and under a
         # burst of connects a Thread object per batch was 3 % of the CPU.
@@ -90,7 +96,7 @@ class GroupCommit(Generic[Item, Result]):
         except RuntimeError:  # no thread to be had: this one settles them, rather than nobody
             self._runner(key, state)
 
-    def _settle(self, key: Hashable, batch: _Batch[Item, Result]) -> None:
+    def _settle(self, key: Key, batch: _Batch[Item, Result]) -> None:
         try:
             results = self._run(key, batch.items)
             if len(results) != len(batch.items):
@@ -100,7 +106,7 @@ class GroupCommit(Generic[Item, Result]):
             batch.error = e
         batch.done.set()
 
-    def _runner(self, key: Hashable, state: _Key[Item, Result]) -> None:
+    def _runner(self, key: Key, state: _Key[Item, Result]) -> None:
         batch: _Batch[Item, Result] | None = None
         try:
             while True:

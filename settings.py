@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import Field, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 ROOT = Path(__file__).resolve().parent
 DEV_JWT_SECRET = "switchboard-dev-secret-change-me"
@@ -127,7 +127,16 @@ class InventorySettings:
     reservation_sweep_seconds: float = 5.0   # beat: expire holds a lost ETA task missed
 
 
-_SECTIONS: dict[str, type] = {
+class _Section(Protocol):
+    """What the section classes above have in common: dataclasses with a prefix for flat names."""
+
+    FLAT_PREFIX: ClassVar[str]
+    __dataclass_fields__: ClassVar[dict[str, Field[Any]]]
+
+    def __init__(self, **values: Any) -> None: ...
+
+
+_SECTIONS: dict[str, type[_Section]] = {
     "realtime": RealtimeSettings, "chat": ChatSettings, "routing": RoutingSettings,
     "notifications": NotificationSettings, "orders": OrderSettings, "inventory": InventorySettings,
 }
@@ -168,7 +177,7 @@ class Settings:
         return self.env == "production"
 
     @classmethod
-    def of(cls, **values: Any) -> "Settings":
+    def of(cls, **values: Any) -> Settings:
         """Settings from flat names (`database_url=`, `outbox_limit=`), defaults for the rest."""
         top: dict[str, Any] = {}
         sections: dict[str, dict[str, Any]] = {}
@@ -189,7 +198,7 @@ class Settings:
         return settings
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> "Settings":
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         """PROTOCOL.md section 1's variables, then `SB_<FLAT NAME>` for every setting; then
         `overrides` (flat names)."""
         env = os.environ if environ is None else environ

@@ -112,11 +112,12 @@ class MemoryBus:
                 ms, seq = t.last
                 key = (now, 0) if now > ms else (ms, seq + 1)
                 t.last = key
-                ev = Event.build(topic, event, make_cursor(f"{key[0]}-{key[1]}", self.epoch), now, data)
+                cursor = make_cursor(f"{key[0]}-{key[1]}", self.epoch)
+                ev = Event.build(topic, event, cursor, now, data)
                 t.events.append((ev, now))
                 self._trim(t, now)
                 if idempotency_key:
-                    self._idem[idempotency_key] = (ev.id, time.monotonic() + 300)
+                    self._idem[idempotency_key] = (cursor, time.monotonic() + 300)
             for listener in self._listeners:
                 listener(ev)
             return ev.id
@@ -128,6 +129,7 @@ class MemoryBus:
     def _trim(self, t: _Topic, now: int) -> None:
         while len(t.events) > self.min_events and t.events[0][1] <= now - self.min_ms:
             old, _ = t.events.popleft()
+            assert old.key is not None   # a stored event has an id
             t.max_deleted = old.key
 
     def latest(self, topic: str) -> str:
@@ -146,7 +148,9 @@ class MemoryBus:
             lo, hi = 0, len(events)
             while lo < hi:
                 mid = (lo + hi) // 2
-                if events[mid][0].key <= since_key:
+                key = events[mid][0].key
+                assert key is not None   # a stored event has an id
+                if key <= since_key:
                     lo = mid + 1
                 else:
                     hi = mid

@@ -37,7 +37,7 @@ class _Overrun:
 OVERRUN: Any = _Overrun()
 
 
-class _Held(list):
+class _Held(list[Event]):
     """Live events of a joining topic. Bounded once a paced replay reads on (it may take
     as long as the client's reading); before that only for one read of history."""
 
@@ -54,7 +54,7 @@ class Connection:
         self.user = user
         self.expires_at = expires_at   # the token's `exp`: nothing is delivered from then on
         self.positions: dict[str, tuple[int, int] | None] = {}
-        self.held: dict[str, list[Event]] = {}
+        self.held: dict[str, _Held] = {}
 
     def expire(self) -> None:
         """The token ran out: end the connection (4001 on WebSocket, the response elsewhere)."""
@@ -152,12 +152,15 @@ class Replay:
         if conn.expires_at <= time.time():
             conn.expire()
             return False
+        # Never None here: only a join without `since` and without an ack starts
+        # from None, and its empty first page ends the replay (`Hub.join`).
+        assert self._after is not None
         page, recovered = hub.bus.history(topic, self._after, limit=PAGE)
         latest = None if recovered else hub.bus.latest(topic)
         with hub._lock:
             if not self._current():
                 return False
-            if not recovered:
+            if latest is not None:   # not recovered
                 # Trimmed under a slow reader, or the history's epoch ended:
                 # say so, and go on live from the newest event.
                 conn.pass_on(reset_event(topic, latest, now_ms()))
@@ -277,6 +280,7 @@ class Hub:
             conn.held[topic] = held
             conn.positions[topic] = None
             self.local.setdefault(topic, set()).add(conn)
+        page: list[Event]
         try:
             self.bus.listen(topic)
             if since is None:
@@ -297,6 +301,7 @@ class Hub:
             start = since if recovered else cursor
             conn.positions[topic] = cursor_key(start) if start is not None else None
             if ack is not None:
+                assert cursor is not None   # with an ack, a cursor was always read above
                 ack(recovered, cursor)
             replay = Replay(self, conn, topic, held, start)
             more = replay._deliver(page)

@@ -67,7 +67,10 @@ class OwnedConnection(Connection):
         self.on_close = on_close
         # A list, not a deque: it is almost always empty (56 bytes, a deque 624).
         self._outbox: list[memoryview] = []
-        self._reader = self._writer = self._timer = None
+        # The loop's watchers (gevent's io and timer), while they are wanted.
+        self._reader: Any = None
+        self._writer: Any = None
+        self._timer: Any = None
         self._drained: gevent.event.Event | None = None   # made by a paced replay only
         self._closing = False
         self._finished = False
@@ -87,6 +90,10 @@ class OwnedConnection(Connection):
 
     def overflow(self) -> None:
         """The client let the outbox fill: end it; it resumes from its cursor."""
+        raise NotImplementedError
+
+    def fail(self) -> None:
+        """Reading or a replay failed (and was logged): end the connection."""
         raise NotImplementedError
 
     # -- the handshake is done -------------------------------------------------------------

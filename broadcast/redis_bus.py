@@ -149,7 +149,7 @@ class RedisBus:
         self._wanted: dict[str, threading.Event | None] = {}
         self._last: dict[str, str] = {}                  # topic -> newest id delivered live
         self._newest: dict[str, str] = {}                # topic -> newest id known (latest())
-        self._subscribes: GroupCommit = GroupCommit(self._subscribe_many, "redis-subscribe")
+        self._subscribes: GroupCommit[str, None, str] = GroupCommit(self._subscribe_many, "redis-subscribe")
         self._listened_ms: dict[str, int] = {}           # topic -> when it was first wanted
         self._clock_offset_ms = 0                        # Redis's clock - ours, at the last connect
         self._pubsub: redis.client.PubSub | None = None
@@ -395,7 +395,9 @@ class RedisBus:
                 self._deliver_many(events)
             if len(events) < _REPLAY_PAGE:
                 return
-            after, since = events[-1].key, events[-1].id
+            last = events[-1]
+            assert last.key is not None   # read from the stream: every event has an id
+            after, since = last.key, last.id
 
     def _on_message(self, message: dict) -> Event | None:
         """A live event from a pub/sub message; None for anything else."""

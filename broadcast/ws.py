@@ -11,7 +11,7 @@ import logging
 import math
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import gevent
 
@@ -83,13 +83,13 @@ class WebSocketConnection(OwnedConnection):
         except ProtocolError as exc:
             self.close(exc.code, exc.reason)
             return
-        for kind, value in messages:
+        for kind, value in messages:   # the kind says what `value` is (`FrameDecoder.feed`)
             if kind in (TEXT, TOO_LARGE, BINARY):
                 if not self.bucket.take():
                     self.close(1008, "too many frames")
                     return
                 if kind == TEXT:
-                    self._queue(value)
+                    self._queue(cast(str, value))
                 elif kind == TOO_LARGE:
                     self.send({"event": "error", "error": {
                         "code": "frame_too_large",
@@ -98,9 +98,9 @@ class WebSocketConnection(OwnedConnection):
                     self.send({"event": "error", "error": {
                         "code": "binary_not_supported", "message": "send JSON text frames"}})
             elif kind == PING:
-                self.write(control_frame(0xA, value))
+                self.write(control_frame(0xA, cast(bytes, value)))
             elif kind == CLOSE:
-                code = value[0]
+                code = cast("tuple[int, str]", value)[0]
                 self._end_with(close_frame(code if code != 1005 else 1000))   # the echo the RFC asks for
                 return
 

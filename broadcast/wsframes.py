@@ -78,13 +78,15 @@ class FrameDecoder:
         self._buf = b""             # bytes of an incomplete frame
         self._parts: list[str] | None = None   # a fragmented text message so far
         self._size = 0
-        self._utf8 = None           # incremental decoder of the fragmented message
+        self._utf8: codecs.IncrementalDecoder | None = None   # decoder of the fragmented message
         self._opcode = 0            # opcode of the fragmented message (0: none)
         self._skip = 0              # payload bytes of an oversized frame still to drop
         self._skip_fin = False      # whether that frame ends its message
         self._oversized = False     # the message in progress is over the limit
 
     def feed(self, data: bytes) -> list[tuple[int, object]]:
+        """(kind, value) for each message `data` completed: (TEXT, str), (BINARY, None),
+        (TOO_LARGE, None), (PING or PONG, the payload's bytes), (CLOSE, (code, reason))."""
         out: list[tuple[int, object]] = []
         if self._skip:
             dropped = min(self._skip, len(data))
@@ -191,6 +193,9 @@ class FrameDecoder:
         else:
             self._parts, self._size, self._opcode = [], 0, opcode
             self._utf8 = codecs.getincrementaldecoder("utf-8")()
+        # A continuation got past `_check_order`, so a message is in progress, and its
+        # first frame (the branch above) set both.
+        assert self._parts is not None and self._utf8 is not None
         self._size += len(payload)
         try:
             if self._opcode == TEXT:

@@ -12,11 +12,11 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, cast
 
 from prometheus_client import Counter
 from sqlalchemy import create_engine, event
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import CursorResult, Engine, Result
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -78,6 +78,15 @@ def _ping_when_idle(engine: Engine, idle_seconds: float) -> None:
             dbapi_conn.rollback()
         except Exception as exc:  # noqa: BLE001 - any failure means: not this connection
             raise DisconnectionError(f"idle connection is gone: {exc}") from exc
+
+
+def rowcount(result: Result[Any]) -> int:
+    """The rows an UPDATE or DELETE matched.
+
+    `Session.execute` is typed to return a `Result`, which has no `rowcount`;
+    what it returns for such a statement is a `CursorResult`, which has.
+    """
+    return cast("CursorResult[Any]", result).rowcount
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:

@@ -58,9 +58,9 @@ class EmailProvider:
             err = f"recipient refused: {code} {reply.decode(errors='replace') if isinstance(reply, bytes) else reply}"
             raise (Permanent if code >= 500 else Transient)(err, code) from None
         except smtplib.SMTPResponseException as exc:
-            reply = exc.smtp_error.decode(errors="replace") if isinstance(exc.smtp_error, bytes) else exc.smtp_error
+            text = exc.smtp_error.decode(errors="replace") if isinstance(exc.smtp_error, bytes) else exc.smtp_error
             raise (Permanent if exc.smtp_code >= 500 else Transient)(
-                f"smtp {exc.smtp_code} {reply}", exc.smtp_code) from None
+                f"smtp {exc.smtp_code} {text}", exc.smtp_code) from None
         except (smtplib.SMTPException, OSError) as exc:
             raise Transient(f"smtp: {exc.__class__.__name__}: {exc}") from None
         return msg["Message-ID"]

@@ -17,7 +17,7 @@ PLACES = {
 
 class SimulatedCarrier:
     name = "simulated"
-    webhook_secret = None
+    webhook_secret: str | None = None
 
     def __init__(self, poll_seconds: int | None = None) -> None:
         self.poll_seconds = poll_seconds
