@@ -68,7 +68,9 @@ def create_many(session: Session, items: list[dict[str, Any]], batch_size: int =
 def _copy_notifications(session: Session, rows: list[dict[str, Any]]) -> None:
     """PostgreSQL's COPY: 10,000 rows in one statement, in the session's transaction."""
     cols = ("id", "user_id", "type", "data", "channels", "title", "body", "created_at")
-    cursor = session.connection().connection.driver_connection.cursor()
+    driver = session.connection().connection.driver_connection
+    assert driver is not None, "a connection checked out of the pool has its driver's"
+    cursor = driver.cursor()
     with cursor.copy(f"COPY notifications ({', '.join(cols)}) FROM STDIN") as copy:
         for r in rows:
             copy.write_row((r["id"], r["user_id"], r["type"], json.dumps(r["data"]),
@@ -84,7 +86,9 @@ def ensure_rendered(n: Notification, tpl, user_name: str | None) -> None:  # noq
     if n.title:
         return
     r = render(tpl, n.data, {"id": n.user_id, "name": user_name}, _count(n))
-    n.title, n.body, n.action_url, n.icon_url = r["title"], r["body"], r["action_url"], r["icon_url"]
+    # render() always gives a title and a body (str); the links may be None.
+    n.title, n.body = r["title"] or "", r["body"] or ""
+    n.action_url, n.icon_url = r["action_url"], r["icon_url"]
 
 
 # -- dispatch ----------------------------------------------------------------------------

@@ -40,6 +40,7 @@ from actions.routing_policy import (PRIORITY_POINTS, AgentSlot, HoldDecision, Vi
 from actions.routing_stats import LearnedCache, Priors, RoutingStats, learn_from_db, learn_handling, observe_now
 from broadcast import publish
 from models import Agent, Conversation, Customer, utcnow
+from models.session import rowcount
 
 __all__ = ["PRIORITY_POINTS", "AgentSlot", "HoldDecision", "VipGoal", "WaitingItem",
            "hold_decision", "plan_next", "priority_score", "rank_agents", "required_skills",
@@ -92,24 +93,23 @@ def try_assign(session: Session, conversation_id: str, agent_id: str) -> bool | 
     True: assigned. False: the agent has no free slot (or went offline).
     None: the conversation was no longer waiting; the slot is given back.
     """
-    taken = session.execute(
+    taken = rowcount(session.execute(
         update(Agent).where(Agent.user_id == agent_id, Agent.status == "online",
                             Agent.current_conversations < Agent.concurrent_limit)
         .values(current_conversations=Agent.current_conversations + 1)
-        .execution_options(synchronize_session=False)).rowcount
+        .execution_options(synchronize_session=False)))
     if not taken:
         return False
     now = utcnow()
-    claimed = session.execute(
+    claimed = rowcount(session.execute(
         update(Conversation).where(Conversation.id == conversation_id,
                                    Conversation.status == "waiting", Conversation.agent_id.is_(None))
         .values(agent_id=agent_id, status="active", assigned_at=now, waiting_since=None)
-        .execution_options(synchronize_session=False)).rowcount
+        .execution_options(synchronize_session=False)))
     if not claimed:
         _release(session, agent_id)
         return None
-    conv = session.get(Conversation, conversation_id)
-    session.refresh(conv)
+    conv = _claimed(session, conversation_id)
     agent = session.get(Agent, agent_id)
     name = (agent.name if agent else None) or agent_id
     system_message(session, conv, f"{name} joined the conversation", event="assigned",
@@ -127,6 +127,13 @@ def _release(session: Session, agent_id: str) -> None:
     session.execute(update(Agent).where(Agent.user_id == agent_id, Agent.current_conversations > 0)
                     .values(current_conversations=Agent.current_conversations - 1)
                     .execution_options(synchronize_session=False))
+
+
+def _claimed(session: Session, conversation_id: str) -> Conversation:
+    """The conversation a conditional update has just changed, read again."""
+    conv = session.get(Conversation, conversation_id, populate_existing=True)
+    assert conv is not None, "a conversation the update matched exists"
+    return conv
 
 
 def free_slot(session: Session, agent_id: str) -> None:
@@ -224,11 +231,11 @@ def transfer(session: Session, me: Any, conversation_id: str, to_agent_id: str |
         target = session.get(Agent, to_agent_id)
         if target is None:
             raise ChatError(404, "agent_not_found", f"no agent {to_agent_id!r}")
-        taken = session.execute(
+        taken = rowcount(session.execute(
             update(Agent).where(Agent.user_id == to_agent_id, Agent.status.in_(("online", "busy")),
                                 Agent.current_conversations < Agent.concurrent_limit)
             .values(current_conversations=Agent.current_conversations + 1)
-            .execution_options(synchronize_session=False)).rowcount
+            .execution_options(synchronize_session=False)))
         if not taken:
             raise ChatError(409, "agent_unavailable", f"agent {to_agent_id} is offline or at their limit")
         values = dict(agent_id=to_agent_id, status="active", assigned_at=now, waiting_since=None)
@@ -236,11 +243,11 @@ def transfer(session: Session, me: Any, conversation_id: str, to_agent_id: str |
         if from_agent is None:
             raise ChatError(409, "already_waiting", "the conversation is already in the queue")
         values = dict(agent_id=None, status="waiting", waiting_since=now)
-    claimed = session.execute(
+    claimed = rowcount(session.execute(
         update(Conversation).where(Conversation.id == conv.id, Conversation.status == conv.status,
                                    Conversation.agent_id.is_(from_agent) if from_agent is None
                                    else Conversation.agent_id == from_agent)
-        .values(**values).execution_options(synchronize_session=False)).rowcount
+        .values(**values).execution_options(synchronize_session=False)))
     if not claimed:
         raise ChatError(409, "conflict", "the conversation changed meanwhile; try again")
     session.refresh(conv)
@@ -270,15 +277,14 @@ def _announce_transfer(session: Session, conv: Conversation, from_agent: str | N
 def requeue(session: Session, conversation_id: str, agent_id: str, reason: str) -> bool:
     """Back to the queue, if still active with `agent_id` (conditional, so safe to repeat)."""
     now = utcnow()
-    done = session.execute(
+    done = rowcount(session.execute(
         update(Conversation).where(Conversation.id == conversation_id, Conversation.status == "active",
                                    Conversation.agent_id == agent_id)
         .values(agent_id=None, status="waiting", waiting_since=now, awaiting_reply_since=None)
-        .execution_options(synchronize_session=False)).rowcount
+        .execution_options(synchronize_session=False)))
     if not done:
         return False
-    conv = session.get(Conversation, conversation_id)
-    session.refresh(conv)
+    conv = _claimed(session, conversation_id)
     free_slot(session, agent_id)
     _announce_transfer(session, conv, agent_id, None, reason=reason)
     return True

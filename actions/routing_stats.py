@@ -273,7 +273,8 @@ def observe_now(session: Session, stats: RoutingStats,
             select(Conversation.agent_id, Conversation.assigned_at)
             .where(Conversation.status == "active", Conversation.agent_id.is_not(None),
                    Conversation.assigned_at.is_not(None))).all():
-        open_ages[agent_id] += max(0.0, (now - assigned_at).total_seconds())
+        if agent_id is not None and assigned_at is not None:   # the query's own condition
+            open_ages[agent_id] += max(0.0, (now - assigned_at).total_seconds())
     # A VIP not assigned yet has waited so far; one re-queued since counts from its first arrival.
     return replace(stats, arrival_rate=recent_rate((c.timestamp() for c in recent), at),
                    vip_rate=recent_rate((c.timestamp() for c, _ in vips), at),

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from actions.effects import enqueue
 from actions.orders import STOP_TRACKING, TRANSITIONS, OrderError, change_status
 from models import Order, utcnow
+from models.session import rowcount
 from providers.carriers import TrackingResult
 
 POLL_TASK = "tasks.tracking.poll_order"
@@ -32,8 +33,8 @@ def claim_due(session: Session, limit: int = 200) -> list[str]:
         Order.next_poll_at <= now).order_by(Order.next_poll_at).limit(limit)).all()
     claimed = []
     for order_id, due in rows:
-        done = session.execute(update(Order).where(Order.id == order_id, Order.next_poll_at == due)
-                               .values(next_poll_at=now + timedelta(seconds=LEASE_SECONDS))).rowcount
+        done = rowcount(session.execute(update(Order).where(Order.id == order_id, Order.next_poll_at == due)
+                                        .values(next_poll_at=now + timedelta(seconds=LEASE_SECONDS))))
         if done:
             claimed.append(order_id)
             enqueue(POLL_TASK, order_id, session=session)
@@ -42,9 +43,9 @@ def claim_due(session: Session, limit: int = 200) -> list[str]:
 
 def claim(session: Session, order_id: str, due: datetime) -> bool:
     """Claim one poll timed for `due` (the ETA task's path); False if the sweep got it first."""
-    return bool(session.execute(update(Order).where(Order.id == order_id, Order.next_poll_at == due)
-                                .values(next_poll_at=utcnow() + timedelta(seconds=LEASE_SECONDS)))
-                .rowcount)
+    return bool(rowcount(session.execute(
+        update(Order).where(Order.id == order_id, Order.next_poll_at == due)
+        .values(next_poll_at=utcnow() + timedelta(seconds=LEASE_SECONDS)))))
 
 
 def poll_target(session: Session, order_id: str) -> tuple[str, str, str] | None:

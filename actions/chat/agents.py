@@ -42,10 +42,11 @@ def put_agent(session: Session, agent_id: str, *, name: str | None, email: str |
               skills: list[str], concurrent_limit: int) -> tuple[Agent, bool]:
     """Create or update a profile; a lowered limit never evicts conversations already held."""
     _ensure_user(session, agent_id, "agent", name)
-    agent = session.get(Agent, agent_id)
-    created = agent is None
+    found = session.get(Agent, agent_id)
+    created = found is None
+    agent = found if found is not None else Agent(user_id=agent_id, status="offline",
+                                                   current_conversations=0)
     if created:
-        agent = Agent(user_id=agent_id, status="offline", current_conversations=0)
         session.add(agent)
     agent.name, agent.email = name, email
     agent.skills = list(dict.fromkeys(s.lower() for s in skills))

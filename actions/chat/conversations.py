@@ -16,6 +16,7 @@ from actions.routing import free_slot
 from broadcast import publish
 from broadcast.throttle import LocalThrottle
 from models import Agent, Conversation, Customer, Message, MessageReceipt, new_id, utcnow
+from models.session import rowcount
 from models.chat import PRIORITIES
 
 
@@ -117,10 +118,10 @@ def resolve(session: Session, me: Any, conversation_id: str) -> Conversation:
     """Resolved (conditional: once), the agent's slot freed and routed again."""
     conv = access_own_agent_or_admin(session, me, conversation_id)
     now = utcnow()
-    done = session.execute(update(Conversation)
+    done = rowcount(session.execute(update(Conversation)
                            .where(Conversation.id == conv.id, Conversation.status.in_(OPEN))
                            .values(status="resolved", resolved_at=now, awaiting_reply_since=None)
-                           .execution_options(synchronize_session=False)).rowcount
+                           .execution_options(synchronize_session=False)))
     if not done:
         raise ChatError(409, "already_closed", f"the conversation is already {conv.status}")
     session.refresh(conv)
@@ -136,11 +137,11 @@ def resolve(session: Session, me: Any, conversation_id: str) -> Conversation:
 def archive(session: Session, me: Any, conversation_id: str) -> Conversation:
     conv = access_own_agent_or_admin(session, me, conversation_id)
     was_open = conv.status in OPEN
-    done = session.execute(update(Conversation)
+    done = rowcount(session.execute(update(Conversation)
                            .where(Conversation.id == conv.id, Conversation.status != "archived")
                            .values(status="archived", archived_at=utcnow(),
                                    awaiting_reply_since=None)
-                           .execution_options(synchronize_session=False)).rowcount
+                           .execution_options(synchronize_session=False)))
     if not done:
         raise ChatError(409, "already_archived", "the conversation is already archived")
     session.refresh(conv)
@@ -158,10 +159,10 @@ def rate(session: Session, me: Any, conversation_id: str, score: int,
         raise ChatError(403, "customers_only", "only the conversation's customer rates it")
     if conv.resolved_at is None or conv.status not in CLOSED:
         raise ChatError(409, "not_resolved", "a conversation is rated once it is resolved")
-    done = session.execute(update(Conversation)
+    done = rowcount(session.execute(update(Conversation)
                            .where(Conversation.id == conv.id, Conversation.rating_score.is_(None))
                            .values(rating_score=score, rating_comment=comment, rated_at=utcnow())
-                           .execution_options(synchronize_session=False)).rowcount
+                           .execution_options(synchronize_session=False)))
     if not done:
         raise ChatError(409, "already_rated", "this conversation has already been rated")
     if conv.agent_id:

@@ -25,9 +25,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
-from sqlalchemy import String, and_, bindparam, exists, func, insert, literal_column, or_, select, update
+from sqlalchemy import (ColumnElement, Select, String, Table, Update, and_, bindparam, exists, func,
+                        insert, literal_column, or_, select, update)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
@@ -38,6 +39,7 @@ from actions.chat.shapes import message_json, topic
 from actions.notify import notify
 from broadcast import publish
 from models import Agent, Conversation, Message, new_id, utcnow
+from models.session import rowcount
 from models.chat import MESSAGE_TYPES
 from models.types import UTCDateTime
 
@@ -80,7 +82,7 @@ def validate_content(message_type: str, content: Any) -> dict[str, Any]:
 
 # ---- the statement builder -------------------------------------------------------
 
-_conv, _msg = Conversation.__table__, Message.__table__
+_conv, _msg = cast(Table, Conversation.__table__), cast(Table, Message.__table__)
 _NOW = bindparam("now", type_=UTCDateTime())
 # Inline constants: a bound IN list is expanded again on every execution.
 _CLOSED_SQL = [literal_column(f"'{status}'", String()) for status in CLOSED]
@@ -94,29 +96,28 @@ def _kind(me: Any) -> str | None:
     return {"customer": CUSTOMER, "agent": AGENT, "admin": ADMIN}.get(me.role)
 
 
-def _conversation_update(kind: str, private: bool, with_client_id: bool):
+def _conversation_update(kind: str, private: bool, with_client_id: bool) -> Select | Update:
     """The conversation a message of `kind` goes to, changed as the message changes it;
     no row when the sender may not write there. Params: cid, me, now, client_id."""
     c = _conv.c
-    if private:   # a note moves nothing on the conversation: the row is only locked
-        stmt = select(*_RETURNED).where(c.id == bindparam("cid")).with_for_update()
-    else:
-        stmt = update(_conv).where(c.id == bindparam("cid")).values(last_message_at=_NOW)
-        if kind == CUSTOMER:
-            stmt = stmt.values(awaiting_reply_since=func.coalesce(c.awaiting_reply_since, _NOW))
-        elif kind in (AGENT, ADMIN):
-            stmt = stmt.values(awaiting_reply_since=None)
-        if kind != SYSTEM:   # the system writes to a conversation it has just closed
-            stmt = stmt.where(c.status.not_in(_CLOSED_SQL))
-        stmt = stmt.returning(*_RETURNED)
+    where: list[ColumnElement[bool]] = [c.id == bindparam("cid")]
     if kind == CUSTOMER:
-        stmt = stmt.where(c.customer_id == bindparam("me"))
+        where.append(c.customer_id == bindparam("me"))
     elif kind == AGENT:
-        stmt = stmt.where(c.agent_id == bindparam("me"))
+        where.append(c.agent_id == bindparam("me"))
     if with_client_id:
-        stmt = stmt.where(~exists().where(_msg.c.conversation_id == bindparam("cid"),
-                                          _msg.c.client_id == bindparam("client_id")))
-    return stmt
+        where.append(~exists().where(_msg.c.conversation_id == bindparam("cid"),
+                                     _msg.c.client_id == bindparam("client_id")))
+    if private:   # a note moves nothing on the conversation: the row is only locked
+        return select(*_RETURNED).where(*where).with_for_update()
+    if kind != SYSTEM:   # the system writes to a conversation it has just closed
+        where.append(c.status.not_in(_CLOSED_SQL))
+    values: dict[str, Any] = {"last_message_at": _NOW}
+    if kind == CUSTOMER:
+        values["awaiting_reply_since"] = func.coalesce(c.awaiting_reply_since, _NOW)
+    elif kind in (AGENT, ADMIN):
+        values["awaiting_reply_since"] = None
+    return update(_conv).where(*where).values(**values).returning(*_RETURNED)
 
 
 _UPDATES = {(kind, private, with_client_id): _conversation_update(kind, private, with_client_id)
@@ -141,7 +142,8 @@ def _at_once_statement(with_client_id: bool):
     conv = _UPDATES[(CUSTOMER, False, with_client_id)].cte("conv")
     columns = [c.name for c in _msg.columns]
     # Parameter names that are no column names: an UPDATE takes those as SET values.
-    values = {name: bindparam(f"m_{name}", type_=_msg.c[name].type) for name in columns}
+    values: dict[str, ColumnElement[Any]] = {
+        name: bindparam(f"m_{name}", type_=_msg.c[name].type) for name in columns}
     values["conversation_id"] = conv.c.id
     return insert(_msg).from_select(columns, select(*values.values()).select_from(conv)) \
         .add_cte(conv).returning(_msg.c.id)
@@ -288,11 +290,11 @@ def _notify_if_offline(session: Session, me: Any, conversation_id: str, customer
 def record_first_response(session: Session, conversation_id: str, since: datetime,
                           agent_id: str, at: datetime) -> bool:
     """Record the first answer once (conditional update) and fold it into the agent's average."""
-    done = session.execute(update(Conversation)
+    done = rowcount(session.execute(update(Conversation)
                            .where(Conversation.id == conversation_id,
                                   Conversation.first_response_at.is_(None))
                            .values(first_response_at=at)
-                           .execution_options(synchronize_session=False)).rowcount
+                           .execution_options(synchronize_session=False)))
     if not done:
         return False
     seconds = max(0.0, (at - since).total_seconds())

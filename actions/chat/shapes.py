@@ -27,7 +27,7 @@ def conversation_json(conv: Conversation, **extra: Any) -> dict[str, Any]:
 
 
 def message_json(msg: Message) -> dict[str, Any]:
-    data = {"id": msg.id, "conversation_id": msg.conversation_id, "client_id": msg.client_id,
+    data: dict[str, Any] = {"id": msg.id, "conversation_id": msg.conversation_id, "client_id": msg.client_id,
             "sender_id": msg.sender_id, "sender_type": msg.sender_type,
             "content": dict(msg.content or {}), "message_type": msg.message_type,
             "status": msg.status, "created_at": iso(msg.created_at),

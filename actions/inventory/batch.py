@@ -203,7 +203,7 @@ def take_together(bind: Engine, holds: list[Reservation]) -> list[bool]:
     return [r.id in taken for r in holds]
 
 
-_together: GroupCommit[Reservation, bool] = GroupCommit(take_together, name="reservation-holds")
+_together: GroupCommit[Reservation, bool, Engine] = GroupCommit(take_together, name="reservation-holds")
 
 
 def _plainly_refused(conn: Connection, r: Reservation, now: datetime) -> int | None:

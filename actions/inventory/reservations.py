@@ -36,6 +36,7 @@ from actions.inventory.stock import (HELD, InventoryError, LevelKey, level_avail
                                      reclaim_expired, record_change, variant_available)
 from broadcast import publish
 from models import Product, Reservation, StockLevel, after_commit, new_id, utcnow
+from models.session import rowcount
 
 EXPIRE_TASK = "tasks.inventory.expire_reservations"
 log = logging.getLogger(__name__)
@@ -119,9 +120,9 @@ def hold_locked(session: Session, r: Reservation, now: datetime) -> tuple[Reserv
             continue
         reclaim_expired(session, level, now)
         previous = level.on_hand - level.held
-        taken = session.execute(update(StockLevel).where(
+        taken = rowcount(session.execute(update(StockLevel).where(
             StockLevel.id == level.id, StockLevel.on_hand - StockLevel.held >= r.quantity)
-            .values(held=StockLevel.held + r.quantity, updated_at=now)).rowcount
+            .values(held=StockLevel.held + r.quantity, updated_at=now)))
         if not taken:
             continue
         r.location = location
@@ -170,8 +171,8 @@ def _transition(session: Session, r: Reservation, level: StockLevel, to: str, no
     conds = [Reservation.id == r.id, Reservation.status == "held"]
     if unexpired:
         conds.append(Reservation.expires_at > now)
-    if not session.execute(update(Reservation).where(*conds)
-                           .values(status=to, updated_at=now)).rowcount:
+    if not rowcount(session.execute(update(Reservation).where(*conds)
+                           .values(status=to, updated_at=now))):
         return False
     on_hand = StockLevel.on_hand - r.quantity if sold else StockLevel.on_hand
     session.execute(update(StockLevel).where(StockLevel.id == level.id)

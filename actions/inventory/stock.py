@@ -28,6 +28,7 @@ from actions.notify import notify
 from broadcast import publish
 from broadcast.bus import Outgoing
 from models import Product, Reservation, StockChange, StockLevel, User, utcnow
+from models.session import rowcount
 
 CHANGE_TYPES = ("sale", "restock", "adjustment")
 # Literal, not a bound parameter, so PostgreSQL can use the partial indexes
@@ -236,10 +237,10 @@ def adjust_stock(session: Session, key: LevelKey, delta: int, change_type: str) 
     reclaim_expired(session, level, now)
     # Conditional: a decrease may take only units nobody holds, an increase may
     # not pass MAX_UNITS (both written so that no sum can overflow the column).
-    done = session.execute(update(StockLevel).where(
+    done = rowcount(session.execute(update(StockLevel).where(
         StockLevel.id == level.id, StockLevel.on_hand - StockLevel.held >= -delta,
         StockLevel.on_hand <= MAX_UNITS - delta)
-        .values(on_hand=StockLevel.on_hand + delta, updated_at=now)).rowcount
+        .values(on_hand=StockLevel.on_hand + delta, updated_at=now)))
     if not done:
         if level.on_hand + delta > MAX_UNITS:
             raise InventoryError(409, "stock_limit", f"a stock level holds at most {MAX_UNITS} units")
