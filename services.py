@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import redis
 from sqlalchemy import text, update
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 import broadcast
@@ -132,8 +132,8 @@ class Services:
     redis: redis.Redis | None = None
     announcer: Announcer | None = None
     throttle: object = None   # at most once per interval per key (broadcast/throttle.py)
-    autocommit_sessions: sessionmaker[Session] | None = None
     engine: Engine | None = None
+    autocommit_engine: Engine | None = None
 
     @contextmanager
     def session(self) -> Iterator[Session]:
@@ -141,11 +141,12 @@ class Services:
             yield session
 
     @contextmanager
-    def autocommit_session(self) -> Iterator[Session]:
-        """A session on the same pool whose statements commit one by one: no BEGIN and
-        COMMIT round trips, for work that is one atomic statement."""
-        with session_scope(self.autocommit_sessions) as session:
-            yield session
+    def autocommit_connection(self) -> Iterator[Connection]:
+        """A connection of the same pool whose statements commit one by one: no BEGIN and
+        COMMIT round trips and no ORM session, for work that is one atomic statement."""
+        assert self.autocommit_engine is not None
+        with self.autocommit_engine.connect() as conn:
+            yield conn
 
     @classmethod
     def build(cls, settings: Settings, bus: Bus | None = None) -> "Services":
@@ -167,9 +168,8 @@ class Services:
         throttle = (RedisThrottle(client, settings.redis_prefix + "once:") if client is not None
                     else LocalThrottle())
         services = cls(settings=settings, sessions=sessions, bus=bus, engine=engine,
-                       users=UserRegistry(sessions), redis=client, throttle=throttle,
-                       autocommit_sessions=make_session_factory(
-                           engine.execution_options(isolation_level="AUTOCOMMIT")))
+                       autocommit_engine=engine.execution_options(isolation_level="AUTOCOMMIT"),
+                       users=UserRegistry(sessions), redis=client, throttle=throttle)
         # The ports through which the domain and the tasks reach this process's parts.
         broadcast.use_bus(bus)
         effects.use_sender(tasks.send)

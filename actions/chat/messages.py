@@ -29,6 +29,7 @@ from typing import Any, Protocol, cast
 
 from sqlalchemy import (ColumnElement, Select, String, Table, Update, and_, bindparam, exists, func,
                         insert, literal_column, or_, select, update)
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
@@ -49,11 +50,11 @@ IsOnline = Callable[[str], bool]
 
 
 class Sessions(Protocol):
-    """Where `send` runs: a transaction, or an autocommit session on the same pool."""
+    """Where `send` runs: a transaction, or an autocommit connection of the same pool."""
 
     def session(self) -> AbstractContextManager[Session]: ...
 
-    def autocommit_session(self) -> AbstractContextManager[Session]: ...
+    def autocommit_connection(self) -> AbstractContextManager[Connection]: ...
 
 
 def validate_content(message_type: str, content: Any) -> dict[str, Any]:
@@ -165,8 +166,8 @@ def send(db: Sessions, me: Any, conversation_id: str, *, content: Any, message_t
     """
     if me.role == "customer" and not private:
         try:
-            with db.autocommit_session() as session:
-                sent = send_at_once(session, me, conversation_id, content, message_type, client_id)
+            with db.autocommit_connection() as conn:
+                sent = send_at_once(conn, me, conversation_id, content, message_type, client_id)
         except IntegrityError:
             sent = None
         if sent is not None:
@@ -182,11 +183,12 @@ def send(db: Sessions, me: Any, conversation_id: str, *, content: Any, message_t
     raise AssertionError("unreachable")
 
 
-def send_at_once(session: Session, me: Any, conversation_id: str, content: Any,
+def send_at_once(conn: Connection, me: Any, conversation_id: str, content: Any,
                   message_type: str, client_id: str | None) -> dict[str, Any] | None:
-    """A customer's plain message as one statement (PostgreSQL); its JSON, or None when it
-    wrote nothing (another database, a refusal to explain, a repeated client_id)."""
-    if session.get_bind().dialect.name != "postgresql":
+    """A customer's plain message as one statement on `conn` (PostgreSQL, autocommit); its
+    JSON, or None when it wrote nothing (another database, a refusal to explain, a
+    repeated client_id)."""
+    if conn.dialect.name != "postgresql":
         return None
     try:
         content = validate_content(message_type, content)
@@ -196,9 +198,9 @@ def send_at_once(session: Session, me: Any, conversation_id: str, content: Any,
     row = message_row(conversation_id, me.id, "customer", message_type, content, client_id, False, now)
     params = {f"m_{name}": value for name, value in row.items()}
     params.update(cid=conversation_id, me=me.id, client_id=client_id, now=now)
-    if session.connection().execute(_AT_ONCE[client_id is not None], params).first() is None:
+    if conn.execute(_AT_ONCE[client_id is not None], params).first() is None:
         return None
-    return _announce(session, row)
+    return _announce(row)   # committed with the statement: announced now
 
 
 def send_in_transaction(session: Session, me: Any, conversation_id: str, content: Any,
@@ -224,7 +226,7 @@ def send_in_transaction(session: Session, me: Any, conversation_id: str, content
     row = message_row(conversation_id, me.id, "customer" if kind == CUSTOMER else "agent",
                       message_type, content, client_id, private, now)
     session.execute(_INSERT, row)
-    data = _announce(session, row)
+    data = _announce(row, session)
     if kind != CUSTOMER and not private:
         if conv.agent_id == me.id and conv.first_response_at is None:
             record_first_response(session, conversation_id, conv.assigned_at or conv.created_at,
@@ -263,12 +265,12 @@ def system_message(session: Session, conv: Conversation, text: str, **metadata: 
     row = message_row(conv.id, "system", "system", "system",
                       {"text": text, "attachments": [], "metadata": metadata}, None, False, now)
     session.execute(_INSERT, row)
-    return _announce(session, row)
+    return _announce(row, session)
 
 
-def _announce(session: Session, row: dict[str, Any]) -> dict[str, Any]:
-    """The new message's event at commit (a note only to the agents: its customer may read
-    the conversation's topic); its JSON."""
+def _announce(row: dict[str, Any], session: Session | None = None) -> dict[str, Any]:
+    """The new message's event, once `session` commits (a note only to the agents: its
+    customer may read the conversation's topic); its JSON."""
     data = message_json(Message(**row))  # transient: the JSON's one shape, no ORM state
     if row["is_private"]:
         publish("agents", "message:note", data, session=session)
