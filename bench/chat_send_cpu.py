@@ -22,7 +22,7 @@ sys.path.insert(0, str(ROOT))
 
 from app import create_app  # noqa: E402
 from models import Agent, Conversation, new_id, utcnow  # noqa: E402
-from tests.conftest import fresh_pg_database  # noqa: E402
+from tests.support.databases import fresh_pg_database  # noqa: E402
 from tests.support.clients import auth  # noqa: E402
 
 

@@ -73,7 +73,7 @@ def main() -> None:
 
     import psycopg
 
-    from tests.conftest import fresh_pg_database
+    from tests.support.databases import fresh_pg_database
     with fresh_pg_database("sb_bench_core") as url:
         from actions.inventory.stock import LevelKey, set_stock
         from broadcast import use_bus

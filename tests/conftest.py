@@ -1,20 +1,52 @@
-"""Shared fixtures. Apps come from create_app(settings), never from environment mutation."""
+"""Shared fixtures. Apps come from create_app(settings), never from environment mutation.
+
+The app's database is the `database_url` fixture: SQLite unless a test asks
+for engines with `@pytest.mark.engines(...)`, which runs it once per engine
+named (ids `sqlite`, `postgresql`). The suites that must behave the same on
+both mark themselves `engines("sqlite", "postgresql")`; what only makes sense
+on PostgreSQL marks itself `engines("postgresql")`. Every PostgreSQL run also
+carries the `postgresql` marker, so `-m "not postgresql"` leaves it out.
+"""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
-import psycopg
 import pytest
 import redis as redis_lib
 
 from models.migrate import upgrade
 from settings import Settings
+from tests.support.chat import Events, h, make_agent, open_conv
+from tests.support.databases import REDIS_URL, fresh_pg_database
 
-PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
-REDIS_URL = "redis://127.0.0.1:6379/0"
+ENGINES = ("sqlite", "postgresql")
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "engines(*names): run the test once per database engine named "
+                   "(sqlite, postgresql), through the `database_url` fixture")
+    config.addinivalue_line(
+        "markers", "postgresql: runs on the local PostgreSQL (set on the postgresql engine's runs)")
+
+
+def pytest_generate_tests(metafunc):
+    """The `engines` marker parametrizes `database_url` (and the app on it) over its engines."""
+    marker = metafunc.definition.get_closest_marker("engines")
+    if marker is None:
+        return
+    unknown = set(marker.args) - set(ENGINES)
+    if not marker.args or unknown:
+        raise pytest.UsageError(f"{metafunc.definition.nodeid}: engines{marker.args}: "
+                                f"name one or more of {ENGINES}")
+    if "database_url" not in metafunc.fixturenames:
+        # A marker that chose no database would pass on the default one, silently.
+        raise pytest.UsageError(f"{metafunc.definition.nodeid}: marked engines but uses no app "
+                                "or database_url")
+    metafunc.parametrize("database_url", [
+        pytest.param(name, id=name, marks=[pytest.mark.postgresql] if name == "postgresql" else [])
+        for name in marker.args], indirect=True)
 
 
 @pytest.fixture
@@ -25,12 +57,24 @@ def sqlite_url(tmp_path: Path) -> str:
 
 
 @pytest.fixture
-def make_app(sqlite_url):
-    """An app on a migrated SQLite file and the in-memory bus; no background loops."""
+def database_url(request):
+    """The app's database: a migrated SQLite file, or (as asked by the `engines` marker) a
+    fresh migrated PostgreSQL database of this test's own, dropped afterwards."""
+    engine = getattr(request, "param", "sqlite")
+    if engine == "sqlite":
+        yield request.getfixturevalue("sqlite_url")
+        return
+    with fresh_pg_database("sb_engine") as url:
+        yield url
+
+
+@pytest.fixture
+def make_app(database_url):
+    """An app on `database_url` and the in-memory bus; no background loops."""
     from app import create_app
 
     def factory(**overrides):
-        settings = Settings.of(database_url=sqlite_url, redis_url=None, **overrides)
+        settings = Settings.of(database_url=database_url, redis_url=None, **overrides)
         return create_app(settings, background=False)
     return factory
 
@@ -45,19 +89,27 @@ def client(app):
     return app.test_client()
 
 
-@contextmanager
-def fresh_pg_database(prefix: str = "sb_test") -> Iterator[str]:
-    """A new, migrated PostgreSQL database, dropped afterwards."""
-    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = f"postgresql://postgres@127.0.0.1:5432/{name}"
-    try:
-        upgrade(url)
-        yield url
-    finally:
-        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+@pytest.fixture
+def services(app):
+    return app.extensions["switchboard"]
+
+
+@pytest.fixture
+def events(app) -> Events:
+    """Every event the app publishes from now on."""
+    got = Events()
+    app.extensions["switchboard"].bus.attach(got.append)
+    return got
+
+
+@pytest.fixture
+def assigned(client, services):
+    """A conversation of cust-1 assigned to agent-a."""
+    from actions.routing import route_waiting
+    make_agent(client, "agent-a")
+    conv = open_conv(client, text="Where is my order?", metadata={"language": "en"})
+    assert route_waiting(services.session) == [conv["id"]]
+    return client.get(f"/api/v1/conversations/{conv['id']}", headers=h("cust-1")).get_json()
 
 
 @pytest.fixture(scope="session")

@@ -4,10 +4,8 @@ from __future__ import annotations
 import uuid
 
 import pytest
-import requests
 from playwright.sync_api import Browser, expect, sync_playwright
 
-from tests.support.clients import auth
 from tests.support.procs import WebServer
 
 CHROMIUM = "/usr/bin/chromium"
@@ -55,11 +53,3 @@ def web_b(stack_env, procs) -> WebServer:
 @pytest.fixture
 def topic() -> str:
     return f"product:demo-{uuid.uuid4().hex[:10]}"
-
-
-def publish(server: WebServer, topic: str, event: str, data) -> str:
-    """POST /api/v1/broadcast as an admin; returns the event's id."""
-    res = requests.post(f"{server.url}/api/v1/broadcast", json={"topic": topic, "event": event, "data": data},
-                        headers=auth("e2e-admin", "admin"), timeout=10)
-    assert res.status_code == 202, res.text
-    return res.json()["id"]

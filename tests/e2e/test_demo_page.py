@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.e2e.conftest import publish
+from tests.support.clients import publish
 from tests.support.procs import WebServer
 
 RECONNECT_TIMEOUT = 45_000  # backoff with full jitter, capped, plus a gunicorn boot

@@ -25,7 +25,7 @@ from actions.chat.errors import ChatError
 from api.auth import Principal
 from models import Agent, Conversation, Message, utcnow
 from settings import Settings
-from tests.conftest import fresh_pg_database
+from tests.support.databases import fresh_pg_database
 
 
 @pytest.fixture(scope="module")

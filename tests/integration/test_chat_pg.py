@@ -1,8 +1,9 @@
-"""The chat send on PostgreSQL: the unit tier's message tests again, plus a client_id race.
+"""The chat send on PostgreSQL only: sends racing in threads with one client_id store one message.
 
-On PostgreSQL a customer's message is one statement in an autocommit session
-(`actions.chat.messages.send_at_once`); SQLite takes the two-statement path,
-so these tests run the same assertions where the one statement runs.
+The message tests of tests/unit/test_chat.py run on both engines (marked
+BOTH_ENGINES there); on PostgreSQL a customer's message is one statement in an
+autocommit session (`actions.chat.messages.send_at_once`), and this race is
+what that statement has to settle.
 """
 from __future__ import annotations
 
@@ -10,25 +11,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from settings import Settings
-from tests.conftest import fresh_pg_database
-from tests.unit.test_chat import (  # noqa: F401  (collected here, on PostgreSQL)
-    assigned, events, h, services, test_a_send_keeps_the_conversation_up_to_date,
-    test_agent_reply_records_first_response_and_notifies_offline_customer, test_bad_messages,
-    test_messages_client_id_idempotency, test_non_participants_get_403_and_unknown_404,
-    test_private_notes_never_reach_the_customer, test_resolve_rate_once,
-    test_ws_commands_call_the_same_actions)
+from tests.support.chat import h
 
-
-@pytest.fixture
-def make_app():
-    """An app on a fresh migrated PostgreSQL database and the in-memory bus."""
-    from app import create_app
-    with fresh_pg_database("sb_chatpg") as url:
-        def factory(**overrides):
-            return create_app(Settings.of(database_url=url, redis_url=None, **overrides),
-                              background=False)
-        yield factory
+pytestmark = pytest.mark.engines("postgresql")
 
 
 def test_racing_sends_with_one_client_id_store_one_message(client, assigned, services, events):

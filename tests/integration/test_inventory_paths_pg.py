@@ -26,7 +26,7 @@ from actions.inventory import batch, reservations, stock
 from actions.inventory.stock import InventoryError, LevelKey
 from models import Notification, Reservation, StockChange, StockLevel, User, utcnow
 from settings import Settings
-from tests.conftest import fresh_pg_database
+from tests.support.databases import fresh_pg_database
 
 
 @pytest.fixture(scope="module")

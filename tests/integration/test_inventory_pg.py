@@ -32,10 +32,9 @@ from broadcast.events import BEFORE_FIRST
 from models import (Reservation, StockLevel, User, make_engine, make_session_factory,
                     session_scope)
 from tests.support.clients import WsClient, auth, token
+from tests.support.databases import REDIS_URL
 from tests.support.procs import WebServer, Worker
-from tests.unit.test_group_commit import queued, wait_until
-
-REDIS_URL = "redis://127.0.0.1:6379/0"
+from tests.support.waiting import queued, wait_until
 
 
 class Db:

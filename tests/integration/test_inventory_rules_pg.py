@@ -1,44 +1,19 @@
-"""The inventory rules of tests/unit/test_inventory.py again, on PostgreSQL.
+"""Inventory rules on PostgreSQL only: which path a hold takes, and which location it goes to.
 
-On PostgreSQL a hold takes the one-statement (batched) path first (actions/inventory/batch.py)
-and the locked path only for what that cannot settle; the same tests must pass
-on both, so the two paths keep one behaviour.
+The rules that hold on both engines are in tests/unit/test_inventory.py (run on
+SQLite and PostgreSQL); here, what only PostgreSQL has: the one-statement (batched)
+path of actions/inventory/batch.py beside the locked path.
 """
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import select
 
-from settings import Settings, normalise_database_url
-from tests.conftest import fresh_pg_database
-from tests.unit import test_inventory as rules
-from tests.unit.test_inventory import *  # noqa: F401,F403  (the rules, collected here again)
+from models import Reservation, StockLevel
+from tests.support.clients import auth
+from tests.support.inventory import age, available, events, reserve, set_stock
 
-assert rules.__name__  # the star import above is the point of this module
-
-
-@pytest.fixture(scope="module")
-def inventory_pg_url():
-    with fresh_pg_database("sb_inv") as url:
-        yield url
-
-
-@pytest.fixture
-def make_app(inventory_pg_url):
-    """An app on PostgreSQL (emptied for each test) and the in-memory bus."""
-    from app import create_app
-    engine = create_engine(normalise_database_url(inventory_pg_url))
-    with engine.begin() as conn:
-        tables = conn.execute(text(
-            "SELECT string_agg(quote_ident(tablename), ', ') FROM pg_tables "
-            "WHERE schemaname = 'public' AND tablename <> 'alembic_version'")).scalar()
-        conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
-    engine.dispose()
-
-    def factory(**overrides):
-        settings = Settings.of(database_url=inventory_pg_url, redis_url=None, **overrides)
-        return create_app(settings, background=False)
-    return factory
+pytestmark = pytest.mark.engines("postgresql")
 
 
 def test_each_hold_takes_the_path_that_can_settle_it(app, client, monkeypatch):
@@ -51,11 +26,11 @@ def test_each_hold_takes_the_path_that_can_settle_it(app, client, monkeypatch):
     monkeypatch.setattr(batch._together, "_run",
                         lambda *a: taken.append(together(*a)[0]) or [taken[-1]])
     client.get("/api/v1/stats", headers=auth("boss", "admin"))  # the admin's user row
-    rules.set_stock(client, "pq", 10, low_stock_threshold=3)
+    set_stock(client, "pq", 10, low_stock_threshold=3)
     first = reserve(client, "pq", 2).get_json()
     assert taken == [True] and first["status"] == "held"
-    assert rules.events(app, "product:pq", "inventory_update")[-1]["available_quantity"] == 8
-    alert = rules.events(app, "admin", "inventory_alert")[-1]
+    assert events(app, "product:pq", "inventory_update")[-1]["available_quantity"] == 8
+    alert = events(app, "admin", "inventory_alert")[-1]
     assert (alert["previous_quantity"], alert["current_quantity"], alert["change_type"],
             alert["location"]) == (10, 8, "reservation", "default")
 
@@ -68,12 +43,12 @@ def test_each_hold_takes_the_path_that_can_settle_it(app, client, monkeypatch):
                                                     Notification.type == "inventory_alert")).all()
     assert len(sent) == 1 and sent[0].data["current_quantity"] == 3
 
-    rules._age(app, first["reservation_id"])  # 2 units free once reclaimed, 2 now
-    assert rules.available(client, "pq") == 4
+    age(app, first["reservation_id"])  # 2 units free once reclaimed, 2 now
+    assert available(client, "pq") == 4
     assert reserve(client, "pq", 4, who="c4").status_code == 201
     assert taken[-1] is False  # only the locked path reclaims
     assert reserve(client, "pq", 1, who="c5").status_code == 409
-    assert rules.events(app, "product:pq", "out_of_stock")[-1]["available_quantity"] == 0
+    assert events(app, "product:pq", "out_of_stock")[-1]["available_quantity"] == 0
     with app.extensions["switchboard"].session() as s:
         level = s.scalar(select(StockLevel).where(StockLevel.product_id == "pq"))
         assert (level.on_hand, level.held) == (10, 10)
@@ -86,7 +61,7 @@ def test_a_hold_goes_to_the_first_location_with_room(client):
         assert res.status_code == 200
     held = reserve(client, "pl", 3)
     assert held.status_code == 201
-    assert rules.available(client, "pl") == 3
+    assert available(client, "pl") == 3
     one = reserve(client, "pl", 1, who="c2")
     assert one.status_code == 201
     with client.application.extensions["switchboard"].session() as s:

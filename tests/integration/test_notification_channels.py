@@ -35,11 +35,6 @@ def app(make_app, peers, vapid):
                     vapid_private_key=vapid[0], vapid_public_key=vapid[1], provider_timeout_seconds=5.0)
 
 
-@pytest.fixture
-def services(app):
-    return app.extensions["switchboard"]
-
-
 def make_user(services, uid, email=None, phone=None):
     with services.session() as s:
         s.merge(User(id=uid, role="customer", name="Ada"))

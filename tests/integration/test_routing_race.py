@@ -11,8 +11,8 @@ from celery import Celery
 from sqlalchemy import select
 
 from models import Agent, Conversation, User, make_engine, make_session_factory, session_scope
-from tests.conftest import REDIS_URL, fresh_pg_database
 from tests.support.clients import WsClient, token
+from tests.support.databases import REDIS_URL, fresh_pg_database
 from tests.support.procs import WebServer, Worker
 
 LIMITS = {"race-a": 3, "race-b": 1, "race-c": 4, "race-d": 2, "race-e": 5}  # 15 slots

@@ -1,4 +1,5 @@
-"""Test clients for the real-time endpoints: WebSocket and SSE, waiting on events with deadlines."""
+"""Test clients for the real-time endpoints: WebSocket and SSE, waiting on events with deadlines;
+tokens, auth headers, and `publish` (an event through POST /api/v1/broadcast)."""
 from __future__ import annotations
 
 import json
@@ -21,6 +22,14 @@ def token(sub: str, role: str = "customer", secret: str = DEV_JWT_SECRET, ttl: i
 
 def auth(sub: str, role: str = "service") -> dict[str, str]:
     return {"Authorization": "Bearer " + token(sub, role)}
+
+
+def publish(server, topic: str, event: str, data) -> str:
+    """POST /api/v1/broadcast to `server` (anything with a `url`) as an admin; returns the event's id."""
+    res = requests.post(f"{server.url}/api/v1/broadcast", json={"topic": topic, "event": event, "data": data},
+                        headers=auth("e2e-admin", "admin"), timeout=10)
+    assert res.status_code == 202, res.text
+    return res.json()["id"]
 
 
 class WsClient:

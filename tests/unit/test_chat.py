@@ -1,76 +1,22 @@
-"""Live chat over HTTP and WebSocket commands on SQLite and the in-memory bus (PROTOCOL.md 4)."""
+"""Live chat over HTTP and WebSocket commands on SQLite and the in-memory bus (PROTOCOL.md 4).
+
+The tests marked BOTH_ENGINES (what a send does) run on PostgreSQL as well, where a
+customer's message takes another path, so both paths keep one behaviour. The fixtures
+(`services`, `events`, `assigned`) are in tests/conftest.py.
+"""
 from __future__ import annotations
 
 import pytest
 
 from actions.routing import route_waiting
-from api.auth import Principal, issue_token
+from api.auth import Principal
 from realtime.commands import CommandError, run_command
 from refusals import Refusal
-from settings import DEV_JWT_SECRET
+from tests.support.chat import ADMIN, error, h, make_agent, open_conv, send
 
-
-def h(sub: str, role: str = "customer") -> dict[str, str]:
-    return {"Authorization": "Bearer " + issue_token(DEV_JWT_SECRET, sub, role)}
-
-
-ADMIN = h("boss", "admin")
-
-
-class Events(list):
-    def named(self, name: str, topic: str | None = None) -> list:
-        return [e for e in self if e.name == name and (topic is None or e.topic == topic)]
-
-
-@pytest.fixture
-def events(app):
-    got = Events()
-    app.extensions["switchboard"].bus.attach(got.append)
-    return got
-
-
-@pytest.fixture
-def services(app):
-    return app.extensions["switchboard"]
-
-
-def error(resp, status: int, code: str | None = None) -> dict:
-    assert resp.status_code == status, resp.get_data(as_text=True)
-    body = resp.get_json()
-    assert set(body) == {"error"}
-    if code:
-        assert body["error"]["code"] == code, body
-    return body["error"]
-
-
-def make_agent(client, aid: str, limit: int = 2, skills=("en",), online=True) -> None:
-    r = client.put(f"/api/v1/agents/{aid}", headers=ADMIN,
-                   json={"name": aid.title(), "email": f"{aid}@shop.test", "skills": list(skills),
-                         "concurrent_limit": limit})
-    assert r.status_code in (200, 201), r.get_data(as_text=True)
-    if online:
-        r = client.put("/api/v1/agents/me/status", headers=h(aid, "agent"), json={"status": "online"})
-        assert r.status_code == 200 and r.get_json()["status"] == "online"
-
-
-def open_conv(client, cust: str = "cust-1", **body) -> dict:
-    r = client.post("/api/v1/conversations", headers=h(cust), json=body)
-    assert r.status_code == 201, r.get_data(as_text=True)
-    return r.get_json()
-
-
-def send(client, cid: str, sub: str, role: str, text: str = "hi", **extra):
-    return client.post(f"/api/v1/conversations/{cid}/messages", headers=h(sub, role),
-                       json={"content": {"text": text}, **extra})
-
-
-@pytest.fixture
-def assigned(client, services):
-    """A conversation of cust-1 assigned to agent-a."""
-    make_agent(client, "agent-a")
-    conv = open_conv(client, text="Where is my order?", metadata={"language": "en"})
-    assert route_waiting(services.session) == [conv["id"]]
-    return client.get(f"/api/v1/conversations/{conv['id']}", headers=h("cust-1")).get_json()
+# The message tests run on both engines: on PostgreSQL a customer's message is one statement in
+# an autocommit session (`actions.chat.messages.send_at_once`), on SQLite the two-statement path.
+BOTH_ENGINES = pytest.mark.engines("sqlite", "postgresql")
 
 
 # ---- conversations ----------------------------------------------------------------
@@ -127,6 +73,7 @@ def test_list_conversations_visibility_and_cursor(client, assigned):
     error(client.get("/api/v1/conversations?cursor=@@", headers=h("cust-2")), 400, "validation_error")
 
 
+@BOTH_ENGINES
 def test_non_participants_get_403_and_unknown_404(client, assigned):
     cid = assigned["id"]
     error(client.get(f"/api/v1/conversations/{cid}", headers=h("cust-9")), 403, "not_participant")
@@ -141,6 +88,7 @@ def test_non_participants_get_403_and_unknown_404(client, assigned):
 
 # ---- messages ---------------------------------------------------------------------
 
+@BOTH_ENGINES
 def test_messages_client_id_idempotency(client, assigned, events):
     cid = assigned["id"]
     first = send(client, cid, "cust-1", "customer", "one", client_id="c-1")
@@ -154,6 +102,7 @@ def test_messages_client_id_idempotency(client, assigned, events):
     assert msg["content"] == {"text": "one", "attachments": [], "metadata": {}}
 
 
+@BOTH_ENGINES
 def test_a_send_keeps_the_conversation_up_to_date(client, assigned, services):
     from models import Conversation, Message
     cid = assigned["id"]
@@ -181,6 +130,7 @@ def test_a_send_keeps_the_conversation_up_to_date(client, assigned, services):
     error(send(client, cid, "agent-a", "agent", "k", client_id="k-1"), 409, "client_id_taken")
 
 
+@BOTH_ENGINES
 @pytest.mark.parametrize("body,status,code", [
     ({"content": {"text": "x" * 10_001}}, 400, "validation_error"),
     ({"content": {"text": ""}}, 400, "empty_message"),
@@ -260,6 +210,7 @@ def test_join_and_leave(client, assigned, events):
     assert events.named("conversation:join")[0].data == {"conversation_id": cid, "user_id": "agent-a"}
 
 
+@BOTH_ENGINES
 def test_private_notes_never_reach_the_customer(client, assigned, events):
     cid = assigned["id"]
     note = send(client, cid, "agent-a", "agent", "VIP, be nice", private=True)
@@ -283,6 +234,7 @@ def test_private_notes_never_reach_the_customer(client, assigned, events):
     assert listed[0]["unread_count"] == 1
 
 
+@BOTH_ENGINES
 def test_agent_reply_records_first_response_and_notifies_offline_customer(client, assigned, services):
     from models import Agent, Notification
     cid = assigned["id"]
@@ -298,6 +250,7 @@ def test_agent_reply_records_first_response_and_notifies_offline_customer(client
 
 # ---- resolve, archive, rating ---------------------------------------------------------
 
+@BOTH_ENGINES
 def test_resolve_rate_once(client, assigned, services, events):
     from models import Agent
     cid = assigned["id"]
@@ -411,6 +364,7 @@ def test_attachments_upload_limits_and_download(client, assigned, tmp_path, make
 
 # ---- the same commands over WebSocket emit --------------------------------------------------------
 
+@BOTH_ENGINES
 def test_ws_commands_call_the_same_actions(app, client, assigned, events):
     cid = assigned["id"]
     cust, agent = Principal("cust-1", "customer"), Principal("agent-a", "agent")

@@ -1,39 +1,19 @@
-"""Inventory and reservations on the embedded engines (SQLite, in-memory bus)."""
+"""Inventory and reservations on both engines (SQLite, PostgreSQL) and the in-memory bus.
+
+On PostgreSQL a hold takes the one-statement (batched) path first (actions/inventory/batch.py)
+and the locked path only for what that cannot settle; SQLite takes the locked path. The same
+tests pass on both, so the two paths keep one behaviour.
+"""
 from __future__ import annotations
 
-from datetime import timedelta
-
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import select
 
-from broadcast.events import BEFORE_FIRST
-from models import Notification, Reservation, StockLevel, utcnow
+from models import Notification, Reservation, StockLevel
 from tests.support.clients import auth
+from tests.support.inventory import age, available, events, reserve, set_stock
 
-
-def events(app, topic, name=None):
-    got, _ = app.extensions["switchboard"].bus.history(topic, BEFORE_FIRST)
-    return [e.data for e in got if name is None or e.name == name]
-
-
-def set_stock(client, pid, qty, **extra):
-    res = client.put(f"/api/v1/products/{pid}/stock", json={"quantity": qty, **extra},
-                     headers=auth("store", "service"))
-    assert res.status_code == 200, res.get_json()
-    return res.get_json()
-
-
-def reserve(client, pid, qty, who="c1", key=None, role="customer"):
-    headers = auth(who, role)
-    if key:
-        headers["Idempotency-Key"] = key
-    return client.post("/api/v1/reservations", json={"product_id": pid, "quantity": qty},
-                       headers=headers)
-
-
-def available(client, pid, variant=None):
-    body = client.get(f"/api/v1/products/{pid}/stock", headers=auth("v", "customer")).get_json()
-    return {v["variant_id"]: v["available_quantity"] for v in body["variants"]}[variant]
+pytestmark = pytest.mark.engines("sqlite", "postgresql")
 
 
 def test_set_adjust_and_get_stock_broadcasts_update_and_alert(app, client):
@@ -107,17 +87,11 @@ def test_idempotency_key_returns_the_first_hold(client):
     assert reserve(client, "p5", 2, who="c9", key="checkout-1").status_code == 201
 
 
-def _age(app, rid):
-    with app.extensions["switchboard"].session() as s:
-        s.execute(update(Reservation).where(Reservation.id == rid)
-                  .values(expires_at=utcnow() - timedelta(seconds=1)))
-
-
 def test_an_expired_hold_never_counts_even_before_its_expiry_runs(app, client):
     set_stock(client, "p6", 3)
     rid = reserve(client, "p6", 3).get_json()["reservation_id"]
     assert available(client, "p6") == 0
-    _age(app, rid)
+    age(app, rid)
     assert available(client, "p6") == 3  # nothing processed the expiry yet
     assert reserve(client, "p6", 3, who="c2").status_code == 201  # reclaims it
     assert client.post(f"/api/v1/reservations/{rid}/commit",
@@ -134,14 +108,14 @@ def test_expire_task_and_sweep_are_idempotent(app, client):
     r1 = reserve(client, "p7", 1).get_json()["reservation_id"]
     r2 = reserve(client, "p7", 2, who="c2").get_json()["reservation_id"]
     assert expire_reservation.run(r1) is False  # not yet due
-    _age(app, r1)
-    _age(app, r2)
+    age(app, r1)
+    age(app, r2)
     assert expire_reservation.run(r1) is True  # reclaims every due hold of the level (r2 too)
     assert expire_reservation.run(r1) is False
     assert expire_due.run() == 0
     set_stock(client, "p7b", 1)
     r3 = reserve(client, "p7b", 1).get_json()["reservation_id"]
-    _age(app, r3)
+    age(app, r3)
     assert expire_due.run() == 1 and expire_due.run() == 0
     assert events(app, "product:p7", "inventory_update")[-1]["available_quantity"] == 4
     with app.extensions["switchboard"].session() as s:

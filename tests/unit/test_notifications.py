@@ -3,17 +3,10 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-import pytest
-
 from actions import notifications_pipeline as pipeline
 from broadcast.events import BEFORE_FIRST
 from models import Notification, NotificationDelivery, utcnow
 from tests.support.clients import auth
-
-
-@pytest.fixture
-def services(app):
-    return app.extensions["switchboard"]
 
 
 def events(services, user_id):

@@ -3,14 +3,12 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-import pytest
-
 from actions import routing
 from actions.chat.agents import connection_changed
 from actions.routing import (AgentSlot, WaitingItem, plan_next, priority_score, rank_agents,
                              required_skills, route_waiting)
 from models import Agent, Conversation, utcnow
-from tests.unit.test_chat import ADMIN, error, h, make_agent, open_conv, send
+from tests.support.chat import ADMIN, error, h, make_agent, open_conv, send
 
 
 # ---- the policy --------------------------------------------------------------------
@@ -56,11 +54,6 @@ def test_plan_next_by_score():
 
 
 # ---- the database side -----------------------------------------------------------------
-
-@pytest.fixture
-def services(app):
-    return app.extensions["switchboard"]
-
 
 def load(services, aid):
     with services.session() as s:

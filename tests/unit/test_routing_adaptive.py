@@ -10,7 +10,7 @@ import pytest
 from actions.routing import (AgentSlot, LearnedCache, Priors, RoutingStats, VipGoal, WaitingItem,
                              hold_decision, learn_from_db, plan_next, route_waiting, vip_reserve)
 from models import Agent, Conversation, utcnow
-from tests.unit.test_chat import ADMIN, h, make_agent, open_conv
+from tests.support.chat import ADMIN, h, make_agent, open_conv
 
 TH, EN = frozenset({"th"}), frozenset({"en"})
 
@@ -181,11 +181,6 @@ def test_the_reserved_slot_waits_for_a_vip():
 
 
 # ---- on the database, through the worker's path ------------------------------------------------
-
-@pytest.fixture
-def services(app):
-    return app.extensions["switchboard"]
-
 
 def resolved(services, agent_id: str, language: str, seconds: float, n: int = 1,
              first_response: float | None = None) -> None:
