@@ -175,7 +175,7 @@ class Services:
         effects.use_sender(tasks.send)
         tasks.configure(settings)
         _set_current(services)
-        tasks.use_services(current_services)
+        tasks.use_services(get_services)
         return services
 
     def start_hub(self) -> None:

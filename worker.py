@@ -22,6 +22,9 @@ from settings import Settings
 sys.path.append(str(Path(__file__).resolve().parent))
 
 celery_app = tasks.celery_app
+# Whatever the pool (prefork children build theirs after the fork, below; a solo,
+# threads or gevent pool has no fork), a task finds this process's services.
+tasks.use_services(services.get_services)
 
 
 @celery_app.on_configure.connect

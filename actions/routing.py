@@ -26,7 +26,7 @@ from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import case, select, update
 from sqlalchemy.orm import Session
 
 from actions.chat.access import access_own_agent_or_admin
@@ -104,7 +104,11 @@ def try_assign(session: Session, conversation_id: str, agent_id: str) -> bool | 
     claimed = rowcount(session.execute(
         update(Conversation).where(Conversation.id == conversation_id,
                                    Conversation.status == "waiting", Conversation.agent_id.is_(None))
-        .values(agent_id=agent_id, status="active", assigned_at=now, waiting_since=None)
+        # A message the customer wrote while queued waits for an answer from now on:
+        # the agent has had no time to give one (the unanswered re-route counts from here).
+        .values(agent_id=agent_id, status="active", assigned_at=now, waiting_since=None,
+                awaiting_reply_since=case((Conversation.awaiting_reply_since.is_(None), None),
+                                          else_=now))
         .execution_options(synchronize_session=False)))
     if not claimed:
         _release(session, agent_id)

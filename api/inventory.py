@@ -132,7 +132,7 @@ def create_reservation(me, payload: ReserveIn):
         customer_id = payload.customer_id
     services = current_services()
     r, created = batch.hold_together(
-        services, services.engine, product_id=payload.product_id, variant_id=payload.variant_id,
+        services, product_id=payload.product_id, variant_id=payload.variant_id,
         quantity=payload.quantity, owner_id=me.id, customer_id=customer_id,
         ttl_seconds=services.settings.inventory.reservation_ttl_seconds, idempotency_key=key)
     return reservations.reservation_json(r), 201 if created else 200

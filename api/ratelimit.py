@@ -25,7 +25,7 @@ from api.auth import claims as token_claims
 from api.errors import ApiError, error_body
 from settings import Settings
 
-# Streams are capped per user in broadcast/views.py; probes and assets are free.
+# Streams are capped per user by presence (realtime/presence.py); probes and assets are free.
 EXEMPT_PATHS = ("/healthz", "/readyz", "/metrics", "/ws", "/events", "/poll", "/static/")
 
 # KEYS: per limit, its current and previous window's counter.

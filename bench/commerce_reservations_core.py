@@ -41,7 +41,7 @@ def child(url: str, prefix: str, holds: int, greenlets: int, start_at: float) ->
 
     def one(i: int) -> None:
         try:
-            batch.hold_together(services, services.engine, product_id="core-hot", variant_id=None,
+            batch.hold_together(services, product_id="core-hot", variant_id=None,
                                 quantity=1, owner_id=f"buyer-{i % 256}",
                                 customer_id=f"buyer-{i % 256}", ttl_seconds=900)
             counts["held"] += 1

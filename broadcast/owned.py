@@ -244,6 +244,14 @@ class OwnedConnection(Connection):
         self._outbox.append(memoryview(last))
         self._flush()
 
+    def discard(self) -> None:
+        """Never started and never will be (its setup failed): stop whatever waits on it,
+        a paced replay first. The socket is its owner's to close."""
+        self.closed = True
+        self._outbox.clear()
+        if self._drained is not None:
+            self._drained.set()
+
     def abort(self) -> None:
         """End at once, with nothing more written (a dead peer)."""
         self.closed = True

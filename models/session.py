@@ -113,21 +113,29 @@ def after_commit_batch(session: Session, fn: Callable[[list[Any]], Any], item: A
     items.append(item)
 
 
+def committed_effect(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+    """Run an effect of something already committed; a failure is logged and counted.
+
+    The commit has happened: the caller gets its committed result whatever an
+    effect does (a request that failed here would be retried and done twice),
+    and one failing effect (Redis or the broker away) must not keep the others
+    from running.
+    """
+    try:
+        fn(*args, **kwargs)
+    except Exception:  # noqa: BLE001 - see above; counted and logged
+        name = getattr(fn, "__qualname__", repr(fn))
+        AFTER_COMMIT_FAILURES.labels(name).inc()
+        log.exception("after-commit effect %s failed", name)
+
+
 @event.listens_for(Session, "after_commit")
 def _run_after_commit(session: Session) -> None:
     session.info.pop(_BATCHES, None)
-    pending = session.info.pop(_PENDING, [])
-    for fn, args, kwargs in pending:
-        # The commit has happened: the caller gets its committed result whatever
-        # an effect does, and one failing effect (Redis or the broker away)
-        # must not keep the others from running. A raise here would also leave
-        # the session half-committed (InvalidRequestError on its next use).
-        try:
-            fn(*args, **kwargs)
-        except Exception:  # noqa: BLE001 - see above; counted and logged
-            name = getattr(fn, "__qualname__", repr(fn))
-            AFTER_COMMIT_FAILURES.labels(name).inc()
-            log.exception("after-commit effect %s failed", name)
+    # A raise here would also leave the session half-committed (InvalidRequestError
+    # on its next use): each effect runs guarded.
+    for fn, args, kwargs in session.info.pop(_PENDING, []):
+        committed_effect(fn, *args, **kwargs)
 
 
 @event.listens_for(Session, "after_rollback")

@@ -93,6 +93,7 @@ def open_owned(services, admission: Admission, me, environ: dict,
                 join(conn)
             except BaseException as exc:
                 services.hub.drop(conn)
+                conn.discard()   # a replay paced during the joins must not wait on it for ever
                 if not isinstance(exc, Exception):   # the greenlet is being killed
                     sock.close()
                     raise

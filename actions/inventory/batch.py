@@ -20,15 +20,13 @@ from __future__ import annotations
 import json
 import logging
 from collections import Counter
-from contextlib import AbstractContextManager
 from datetime import datetime
-from typing import Protocol
 
 from psycopg.errors import DeadlockDetected
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import IntegrityError, OperationalError
-from sqlalchemy.orm import Session
 
+from actions.database import Database
 from actions.inventory.reservations import expiries, hold_locked, new_hold, out_of_stock
 from actions.inventory.stock import change_events
 from broadcast import publish_many
@@ -39,23 +37,20 @@ from models import Reservation, utcnow
 log = logging.getLogger(__name__)
 
 
-class Sessions(Protocol):
-    def session(self) -> AbstractContextManager[Session]: ...
-
-
-def hold_together(db: Sessions, engine: Engine, *, product_id: str, variant_id: str | None,
-                  quantity: int, owner_id: str, customer_id: str | None, ttl_seconds: int,
+def hold_together(db: Database, *, product_id: str, variant_id: str | None, quantity: int,
+                  owner_id: str, customer_id: str | None, ttl_seconds: int,
                   idempotency_key: str | None = None) -> tuple[Reservation, bool]:
     """`reservations.hold`, with the holds arriving meanwhile in this process; (reservation,
     created). What the batch does not take goes the locked way in a transaction of `db`."""
     now = utcnow()
     fresh = new_hold(product_id, variant_id, quantity, owner_id, customer_id, ttl_seconds,
                      idempotency_key, now)
-    if engine.dialect.name == "postgresql":
+    engine = db.autocommit_engine
+    if engine is not None and engine.dialect.name == "postgresql":
         if _together.submit(engine, fresh):
             return fresh, True
         if not idempotency_key:
-            with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            with db.autocommit_connection() as conn:
                 refused = _plainly_refused(conn, fresh, now)
             if refused is not None:
                 raise out_of_stock(fresh, refused, now)

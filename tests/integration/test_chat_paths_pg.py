@@ -1,7 +1,7 @@
 """The chat send's two writers agree (PostgreSQL): random sequences, the same end.
 
 `actions.chat.messages.send` writes a customer's plain message as one
-statement in an autocommit session, everything else (and whatever that one
+statement on an autocommit connection, everything else (and whatever that one
 statement did not write) with the UPDATE and the INSERT in a transaction. Here
 each random sequence of sends (customers, the agent, an admin, strangers;
 repeated client_ids, notes, bad content) mixed with transfers, resolves and

@@ -1,8 +1,8 @@
 """The chat send on PostgreSQL only: sends racing in threads with one client_id store one message.
 
 The message tests of tests/unit/test_chat.py run on both engines (marked
-BOTH_ENGINES there); on PostgreSQL a customer's message is one statement in an
-autocommit session (`actions.chat.messages.send_at_once`), and this race is
+BOTH_ENGINES there); on PostgreSQL a customer's message is one statement on an
+autocommit connection (`actions.chat.messages.send_at_once`), and this race is
 what that statement has to settle.
 """
 from __future__ import annotations

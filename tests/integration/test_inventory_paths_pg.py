@@ -85,7 +85,7 @@ def run(world: World, ops: list[tuple], together: bool) -> list:
                             owner_id=owner, customer_id=owner, ttl_seconds=600,
                             idempotency_key=key and f"{world.tag}-{key}")
                 if together:
-                    r, created = batch.hold_together(services, services.engine, **hold)
+                    r, created = batch.hold_together(services, **hold)
                 else:
                     with services.session() as s:
                         r, created = reservations.hold(s, **hold)

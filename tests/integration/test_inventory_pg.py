@@ -11,6 +11,7 @@
 """
 from __future__ import annotations
 
+import functools
 import random
 import threading
 import time
@@ -38,17 +39,27 @@ from tests.support.waiting import queued, wait_until
 
 
 class Db:
-    """What `batch.hold_together` needs of the wiring: transactions on `sessions`."""
+    """What `batch.hold_together` needs of the wiring (actions/database.py), on `sessions`."""
 
     def __init__(self, sessions) -> None:
         self.sessions = sessions
+        self.autocommit_engine = sessions.kw["bind"].execution_options(isolation_level="AUTOCOMMIT")
 
     def session(self):
         return session_scope(self.sessions)
 
+    def autocommit_connection(self):
+        return self.autocommit_engine.connect()
+
+
+@functools.cache
+def _db(sessions) -> Db:
+    # One per session factory: the batch gathers the holds of one engine together.
+    return Db(sessions)
+
 
 def hold_together(sessions, **hold):
-    return batch.hold_together(Db(sessions), sessions.kw["bind"], **hold)
+    return batch.hold_together(_db(sessions), **hold)
 
 
 @pytest.fixture

@@ -14,8 +14,8 @@ from realtime.commands import CommandError, run_command
 from refusals import Refusal
 from tests.support.chat import ADMIN, error, h, make_agent, open_conv, send
 
-# The message tests run on both engines: on PostgreSQL a customer's message is one statement in
-# an autocommit session (`actions.chat.messages.send_at_once`), on SQLite the two-statement path.
+# The message tests run on both engines: on PostgreSQL a customer's message is one statement on
+# an autocommit connection (`actions.chat.messages.send_at_once`), on SQLite the two-statement path.
 BOTH_ENGINES = pytest.mark.engines("sqlite", "postgresql")
 
 
@@ -397,3 +397,37 @@ def test_ws_commands_call_the_same_actions(app, client, assigned, events):
     for name in ("message:receive", "message:delivered", "message:read", "user:typing",
                  "conversation:join", "conversation:leave"):
         assert name in names
+
+
+@BOTH_ENGINES
+def test_a_message_written_in_the_queue_awaits_an_answer_from_the_assignment(client, assigned, services):
+    """The opening message starts the unanswered clock; the agent's time starts when they get it."""
+    from models import Conversation
+    with services.session() as s:
+        conv = s.get(Conversation, assigned["id"])
+        assert conv.awaiting_reply_since == conv.assigned_at is not None
+    assert send(client, assigned["id"], "agent-a", "agent").status_code == 201
+    with services.session() as s:
+        assert s.get(Conversation, assigned["id"]).awaiting_reply_since is None
+
+
+@BOTH_ENGINES
+def test_a_committed_message_is_answered_even_when_its_announcement_fails(client, assigned, services,
+                                                                          monkeypatch):
+    """Stored is stored: Redis away after the commit must not turn the send into an error (a
+    retry would store it twice), on either writer; the failure is logged and counted."""
+    from models.session import AFTER_COMMIT_FAILURES
+
+    def failures() -> float:
+        return sum(AFTER_COMMIT_FAILURES.labels(name)._value.get() for name in ("publish", "publish_many"))
+
+    def down(_events):
+        raise ConnectionError("redis away")
+    before = failures()
+    monkeypatch.setattr(services.bus, "publish_many", down)
+    resp = send(client, assigned["id"], "cust-1", "customer", text="still stored")
+    assert resp.status_code == 201
+    monkeypatch.undo()
+    history = client.get(f"/api/v1/conversations/{assigned['id']}/messages", headers=h("cust-1")).get_json()
+    assert history["messages"][-1]["content"]["text"] == "still stored"
+    assert failures() == before + 1

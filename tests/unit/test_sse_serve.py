@@ -103,3 +103,28 @@ def test_a_client_that_goes_away_ends_the_stream(how):
         while not closed:
             gevent.sleep(0.01)
     assert closed == [conn] and conn.closed
+
+
+def test_a_stream_whose_setup_failed_leaves_no_replay_waiting():
+    """A replay paced while the topics are joined waits for the client to read; if a later
+    join fails the stream never starts, and `discard` lets the replay go."""
+    conn, peer, closed = _stream()
+
+    class Replay:
+        topic = "product:1"
+        steps = 0
+
+        def step(self) -> bool:
+            self.steps += 1
+            conn.send_replayed([_tick(self.steps)])
+            return True   # always more: only the connection's end stops it
+
+    replay = Replay()
+    pacing = gevent.spawn(conn._pace, replay)
+    gevent.sleep(0)   # let it write its first page and wait for the client to read it
+    assert replay.steps == 1 and conn._outbox
+    conn.discard()
+    assert pacing.join(timeout=5) is None and pacing.dead
+    assert replay.steps == 1 and not closed
+    peer.close()
+    conn.sock.close()
