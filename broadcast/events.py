@@ -92,6 +92,18 @@ def decode_cursor(cursor: str) -> dict[str, str]:
         raise BadStreamCursor("not a cursor issued by this server") from None
 
 
+def advance(cursors: dict[str, str], ev: "Event") -> bool:
+    """Move a stream's cursors (topic -> id) past `ev`, or to its reset point; False for an
+    ephemeral event, which moves nothing."""
+    if ev.id is not None:
+        cursors[ev.topic] = ev.id
+    elif ev.reset_to is not None:
+        cursors[ev.topic] = ev.data["cursor"]
+    else:
+        return False
+    return True
+
+
 def new_epoch() -> str:
     """A history's generation id: new whenever a topic's history starts again."""
     return secrets.token_hex(4)

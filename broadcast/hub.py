@@ -336,9 +336,6 @@ class Hub:
         with self._lock:
             self.connections.discard(conn)
 
-    def count(self, transport: str | None = None) -> int:
-        return sum(1 for c in tuple(self.connections) if transport in (None, c.transport))
-
 
 class _Dispatcher:
     """The hub as a bus listener: `listener(ev)`, `listener.many(events)`, `listener.reset(...)`."""

@@ -11,7 +11,7 @@ import math
 import threading
 from collections import deque
 
-from broadcast.events import Event, dumps, encode_cursor
+from broadcast.events import Event, advance, dumps, encode_cursor
 from broadcast.hub import Connection, Replay
 
 
@@ -59,12 +59,8 @@ class PollConnection(Connection):
         """`{"events", "cursor", "reset"}`: a topic that could not be recovered is named in `reset`."""
         reset: list[str] = []
         for ev in events:
-            if ev.id is not None:
-                self.cursors[ev.topic] = ev.id
-            elif ev.reset_to is not None:
-                self.cursors[ev.topic] = ev.data["cursor"]
-                if ev.topic not in reset:
-                    reset.append(ev.topic)
+            if advance(self.cursors, ev) and ev.reset_to is not None and ev.topic not in reset:
+                reset.append(ev.topic)
         frames = ",".join(ev.frame for ev in events if ev.reset_to is None)
         return ('{"events":[' + frames + '],"cursor":' + dumps(encode_cursor(self.cursors))
                 + ',"reset":' + dumps(reset) + "}")

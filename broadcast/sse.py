@@ -14,7 +14,7 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from broadcast.events import Event, encode_cursor, utf8
+from broadcast.events import Event, advance, encode_cursor, utf8
 from broadcast.metrics import CLOSED
 from broadcast.owned import OwnedConnection
 
@@ -48,11 +48,7 @@ class SseConnection(OwnedConnection):
 
     def record(self, ev: Event) -> str:
         """`ev` as an SSE record; moves the stream's cursor past it (or to a reset point)."""
-        if ev.id is not None:
-            self.cursors[ev.topic] = ev.id
-        elif ev.reset_to is not None:
-            self.cursors[ev.topic] = ev.data["cursor"]
-        else:
+        if not advance(self.cursors, ev):
             return f"event: {ev.name}\ndata: {ev.frame}\n\n"
         return f"id: {encode_cursor(self.cursors)}\nevent: {ev.name}\ndata: {ev.frame}\n\n"
 

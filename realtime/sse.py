@@ -12,7 +12,7 @@ import time
 from urllib.parse import parse_qs
 
 from broadcast.events import BadStreamCursor, decode_cursor, reset_event
-from broadcast.hub import Connection
+from broadcast.poll import PollConnection
 from broadcast.sse import SseConnection, head
 from realtime.admission import Admission, authorize_all, check_origin, principal_of, topics_arg
 from realtime.takeover import closer, open_owned
@@ -27,10 +27,11 @@ def positions_of(cursor: str | None) -> dict[str, str]:
         raise Refusal(400, "invalid_cursor", str(exc)) from None
 
 
-def join_all(hub, conn: Connection, cursors: dict[str, str], topics: list[str],
+def join_all(hub, conn: SseConnection | PollConnection, topics: list[str],
              positions: dict[str, str], resume: bool) -> None:
-    """Join every topic, each from its position; `cursors` (the stream's) start where the
+    """Join every topic, each from its position; the stream's cursors start where the
     replay does. Resuming, a topic that cannot be recovered is told with `stream:reset`."""
+    cursors = conn.cursors
     for topic in topics:
         since = positions.get(topic)
 
@@ -67,6 +68,6 @@ class SseEndpoint:
                                  expires_at=me.exp, chunked=chunked, on_close=self._closed)
 
         conn = open_owned(services, self.admission, me, environ, make,
-                          lambda c: join_all(services.hub, c, c.cursors, topics, positions,
+                          lambda c: join_all(services.hub, c, topics, positions,
                                              resume=bool(last)))
         return conn, head(chunked)

@@ -53,7 +53,7 @@ def poll():
     services.hub.register(conn)
     CONNECTIONS.labels("poll").inc()
     try:
-        join_all(services.hub, conn, conn.cursors, topics, positions, resume=True)
+        join_all(services.hub, conn, topics, positions, resume=True)
         # A replay longer than a page answers with its first page at once: the
         # next poll, from the cursor this one returns, reads on.
         if not conn.queue and not conn.replays:

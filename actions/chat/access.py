@@ -14,16 +14,13 @@ CLOSED = ("resolved", "archived")
 
 
 def access_conversation(session: Session, me: Any, conversation_id: str, *,
-                        write: bool = False, lock: bool = False) -> Conversation:
+                        write: bool = False) -> Conversation:
     """The conversation if `me` may see it (write: take part in it); 404 / 403 otherwise.
 
     Agents may read the waiting queue (the console previews it) but write only
     to conversations assigned to them.
     """
-    stmt = select(Conversation).where(Conversation.id == conversation_id)
-    if lock:
-        stmt = stmt.with_for_update()
-    conv = session.scalars(stmt).first()
+    conv = session.scalars(select(Conversation).where(Conversation.id == conversation_id)).first()
     if conv is None:
         raise ChatError(404, "conversation_not_found", f"no conversation {conversation_id!r}")
     if me.role == "admin" or (me.role == "service" and not write):
