@@ -92,7 +92,7 @@ def decode_cursor(cursor: str) -> dict[str, str]:
         raise BadStreamCursor("not a cursor issued by this server") from None
 
 
-def advance(cursors: dict[str, str], ev: "Event") -> bool:
+def advance(cursors: dict[str, str], ev: Event) -> bool:
     """Move a stream's cursors (topic -> id) past `ev`, or to its reset point; False for an
     ephemeral event, which moves nothing."""
     if ev.id is not None:
