@@ -50,6 +50,13 @@ def principal_of(environ: dict, services) -> Principal:
     return me
 
 
+def caller_of(environ: dict, services) -> Principal:
+    """Who opens a real-time connection (`/ws`, `/events`, `/poll`): the origin allowed, the token."""
+    own = f"{environ.get('wsgi.url_scheme', 'http')}://{environ.get('HTTP_HOST', '')}"
+    check_origin(environ.get("HTTP_ORIGIN"), own, services.settings.allowed_origins)
+    return principal_of(environ, services)
+
+
 def topics_arg(raw: str) -> list[str]:
     topics = [t for t in raw.split(",") if t]
     if not topics or len(topics) > MAX_TOPICS:
@@ -90,4 +97,5 @@ class Admission:
         self._slots.release()
 
 
-__all__ = ["Admission", "TopicError", "authorize_all", "check_origin", "principal_of", "topics_arg"]
+__all__ = ["Admission", "TopicError", "authorize_all", "caller_of", "check_origin", "principal_of",
+           "topics_arg"]

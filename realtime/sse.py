@@ -14,7 +14,7 @@ from urllib.parse import parse_qs
 from broadcast.events import BadStreamCursor, decode_cursor, reset_event
 from broadcast.poll import PollConnection
 from broadcast.sse import SseConnection, head
-from realtime.admission import Admission, authorize_all, check_origin, principal_of, topics_arg
+from realtime.admission import Admission, authorize_all, caller_of, topics_arg
 from realtime.takeover import closer, open_owned
 from refusals import Refusal
 
@@ -53,9 +53,7 @@ class SseEndpoint:
 
     def open(self, environ: dict) -> tuple[SseConnection, bytes]:
         services = self.services
-        own = f"{environ.get('wsgi.url_scheme', 'http')}://{environ.get('HTTP_HOST', '')}"
-        check_origin(environ.get("HTTP_ORIGIN"), own, services.settings.allowed_origins)
-        me = principal_of(environ, services)
+        me = caller_of(environ, services)
         query = parse_qs(environ.get("QUERY_STRING", ""))
         topics = topics_arg((query.get("topics") or [""])[0])
         last = environ.get("HTTP_LAST_EVENT_ID") or (query.get("last_event_id") or [None])[0]

@@ -23,6 +23,7 @@ import _socket
 import threading
 import time
 from collections.abc import Callable
+from http import HTTPStatus
 from typing import Any, Protocol
 
 import gevent.socket
@@ -34,10 +35,6 @@ from realtime.admission import Admission
 from refusals import Refusal
 
 log = logging.getLogger(__name__)
-
-STATUS = {400: "400 Bad Request", 401: "401 Unauthorized", 403: "403 Forbidden",
-          426: "426 Upgrade Required", 429: "429 Too Many Requests", 500: "500 Internal Server Error",
-          501: "501 Not Implemented", 503: "503 Service Unavailable"}
 
 
 class Endpoint(Protocol):
@@ -128,7 +125,7 @@ def answer(start_response: Callable, exc: Refusal) -> list[bytes]:
 def _http(exc: Refusal) -> tuple[str, list[tuple[str, str]], bytes]:
     """The contract's JSON error as a status line, headers and body."""
     body = json.dumps(exc.body()).encode()
-    return (STATUS.get(exc.status, f"{exc.status} Error"),
+    return (f"{exc.status} {_phrase(exc.status)}",
             [("Content-Type", "application/json"), ("Content-Length", str(len(body))),
              *exc.headers.items()], body)
 
@@ -157,6 +154,13 @@ def _raw_socket(theirs):
     sock = _socket.socket(fileno=theirs.detach())
     sock.setblocking(False)
     return sock
+
+
+def _phrase(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Error"
 
 
 def _refuse_raw(sock, exc: Refusal) -> None:

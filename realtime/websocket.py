@@ -13,7 +13,7 @@ import hashlib
 
 from broadcast.ws import WebSocketConnection
 from realtime import ops
-from realtime.admission import Admission, check_origin, principal_of
+from realtime.admission import Admission, caller_of
 from realtime.takeover import closer, open_owned
 from refusals import Refusal
 
@@ -54,15 +54,14 @@ class WebSocketEndpoint:
 
     def open(self, environ: dict) -> tuple[WebSocketConnection, bytes]:
         services, settings = self.services, self.services.settings
-        own = f"{environ.get('wsgi.url_scheme', 'http')}://{environ.get('HTTP_HOST', '')}"
-        check_origin(environ.get("HTTP_ORIGIN"), own, settings.allowed_origins)
-        me = principal_of(environ, services)
+        me = caller_of(environ, services)
         key = _check_key(environ)
 
         def make(sock) -> WebSocketConnection:
+            limits = settings.realtime
             return WebSocketConnection(
-                me, sock, outbox_limit=settings.realtime.outbox_limit, max_frame_bytes=settings.realtime.max_frame_bytes,
-                rate=settings.realtime.client_rate, burst=settings.realtime.client_burst, expires_at=me.exp,
+                me, sock, outbox_limit=limits.outbox_limit, max_frame_bytes=limits.max_frame_bytes,
+                rate=limits.client_rate, burst=limits.client_burst, expires_at=me.exp,
                 on_text=self._on_text, on_close=self._closed)
 
         conn = open_owned(services, self.admission, me, environ, make,
