@@ -1,11 +1,13 @@
 """HTTP rate limits: per user (per address without a token) and per address.
 
-Both limits are checked, and counted, in one Redis round trip: one Lua script
-runs a sliding-window counter (the current window's count plus the previous
-window's, weighted by how much of it the sliding window still covers) for
-each key, and counts the request against both only if both allow it. A
-refused request counts against neither. Without Redis (embedded mode) the
-same limits are kept in this process by `limits`' in-memory sliding window.
+Both limits are checked, and counted, in at most one Redis round trip: one Lua
+script runs a sliding-window counter (the current window's count plus the
+previous window's, weighted by how much of it the sliding window still covers)
+for each key, and counts the request against both only if both allow it. A
+refused request counts against neither. A busy key leases its permits in small
+batches (`RedisLimits`), so most of its requests make no round trip at all.
+Without Redis (embedded mode) the same limits are kept in this process by
+`limits`' in-memory sliding window.
 
 Flask-Limiter did this with a round trip per limit, a third for its
 X-RateLimit headers and its per-request machinery on top: a fifth of the
@@ -15,6 +17,8 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from flask import Flask, jsonify, request
 from limits import RateLimitItem, parse
@@ -26,45 +30,122 @@ from api.errors import ApiError, error_body
 from settings import Settings
 
 # Streams are capped per user by presence (realtime/presence.py); probes and assets are free.
+MAX_LEASES = 100_000   # keys with a lease in one process; older windows are dropped past it
+
 EXEMPT_PATHS = ("/healthz", "/readyz", "/metrics", "/ws", "/events", "/poll", "/static/")
 
 # KEYS: per limit, its current and previous window's counter.
-# ARGV: per limit, amount and period (ms), then the ms elapsed in the current window.
-# Returns 0 when counted, else the 1-based index of the first limit refusing.
-_CHECK = """
+# ARGV: per limit, amount, period (ms), the ms elapsed in its current window and the
+# permits asked for. Every limit must have room for one, or nothing is counted and the
+# 1-based index of the first without room comes back as {i}; otherwise each is counted
+# as many permits as it has room for, up to what was asked, and {0, granted...} comes back.
+_LEASE = """
 local n = #KEYS / 2
+local granted = {0}
 for i = 1, n do
-  local amount, period = tonumber(ARGV[2 * i - 1]), tonumber(ARGV[2 * i])
-  local elapsed = tonumber(ARGV[2 * n + i])
+  local amount, period = tonumber(ARGV[4 * i - 3]), tonumber(ARGV[4 * i - 2])
+  local elapsed, ask = tonumber(ARGV[4 * i - 1]), tonumber(ARGV[4 * i])
   local current = tonumber(redis.call('GET', KEYS[2 * i - 1]) or '0')
   local previous = tonumber(redis.call('GET', KEYS[2 * i]) or '0')
-  if previous * (period - elapsed) / period + current + 1 > amount then
-    return i
+  local room = math.floor(amount - previous * (period - elapsed) / period - current)
+  if room < 1 then
+    return {i}
   end
+  granted[i + 1] = math.min(ask, room)
 end
 for i = 1, n do
-  redis.call('INCR', KEYS[2 * i - 1])
-  redis.call('PEXPIRE', KEYS[2 * i - 1], 2 * tonumber(ARGV[2 * i]))
+  redis.call('INCRBY', KEYS[2 * i - 1], granted[i + 1])
+  redis.call('PEXPIRE', KEYS[2 * i - 1], 2 * tonumber(ARGV[4 * i - 2]))
 end
-return 0
+return granted
 """
+
+# A lease grows to at most a hundredth of its limit (and 64): with P processes a
+# refusal may come (P - 1) hundredths of the limit early, never late.
+LEASE_SHARE, LEASE_MOST = 100, 64
+
+
+@dataclass
+class _Lease:
+    """Permits of one key that this process has counted in Redis and not used yet."""
+    window: int
+    left: int
+    size: int          # how many the next fetch asks for
+    period: int        # ms
 
 
 class RedisLimits:
-    def __init__(self, client, prefix: str) -> None:
+    """The limits kept in Redis, with the permits of a busy key leased in small batches.
+
+    A key's first request in a window asks Redis for one permit; each time it comes
+    back for more within the window it asks for twice as many, up to its cap. A
+    permit is counted in Redis when it is leased, so the processes together never
+    let more through than the limit; one lease serves the next requests of that key
+    in this process without a round trip (a fifth of a reservation's web CPU went
+    to the round trip, BENCHMARKS.md). Leases end with their window.
+    """
+
+    def __init__(self, client, prefix: str, clock: Callable[[], float] = time.time) -> None:
         self.prefix = prefix
-        self._check = client.register_script(_CHECK)
+        self.clock = clock
+        self._lease_script = client.register_script(_LEASE)
+        self._leases: dict[str, _Lease] = {}
 
     def hit(self, checks: list[tuple[RateLimitItem, str, str]]) -> int:
-        now_ms = int(time.time() * 1000)
-        keys, amounts, elapsed = [], [], []
-        for limit, key, _text in checks:
+        now_ms = int(self.clock() * 1000)
+        taken: list[_Lease] = []       # local permits set aside before the round trip
+        wanted: list[tuple[int, str, RateLimitItem, int, int]] = []
+        for i, (limit, key, _text) in enumerate(checks, 1):
             period = limit.get_expiry() * 1000
+            lease = self._leases.get(key)
+            if lease is not None and lease.window == now_ms // period and lease.left > 0:
+                lease.left -= 1
+                taken.append(lease)
+            else:
+                wanted.append((i, key, limit, period, self._next_size(lease, limit, now_ms // period)))
+        if not wanted:
+            return 0
+        keys, args = [], []
+        for _i, key, limit, period, size in wanted:
             window = now_ms // period
             keys += [f"{self.prefix}{key}:{period}:{window}", f"{self.prefix}{key}:{period}:{window - 1}"]
-            amounts += [limit.amount, period]
-            elapsed.append(now_ms % period)
-        return int(self._check(keys=keys, args=amounts + elapsed))
+            args += [limit.amount, period, now_ms % period, size]
+        try:
+            answer = self._lease_script(keys=keys, args=args)
+        except BaseException:
+            self._give_back(taken)
+            raise
+        if answer[0]:
+            self._give_back(taken)
+            return wanted[int(answer[0]) - 1][0]
+        for (_i, key, _limit, period, size), granted in zip(wanted, answer[1:], strict=True):
+            self._store(key, now_ms // period, int(granted) - 1, size, period)
+        return 0
+
+    @staticmethod
+    def _next_size(lease: _Lease | None, limit: RateLimitItem, window: int) -> int:
+        if lease is None or lease.window < window - 1:
+            return 1
+        return min(lease.size * 2, max(1, min(LEASE_MOST, limit.amount // LEASE_SHARE)))
+
+    def _store(self, key: str, window: int, left: int, size: int, period: int) -> None:
+        lease = self._leases.get(key)
+        if lease is not None and lease.window == window:
+            lease.left += left          # another request of this key leased meanwhile
+            lease.size = max(lease.size, size)
+            return
+        if len(self._leases) >= MAX_LEASES:
+            self._prune()
+        self._leases[key] = _Lease(window, left, size, period)
+
+    def _prune(self) -> None:
+        now_ms = int(self.clock() * 1000)
+        self._leases = {k: v for k, v in self._leases.items() if v.window >= now_ms // v.period - 1}
+
+    @staticmethod
+    def _give_back(taken: list[_Lease]) -> None:
+        for lease in taken:
+            lease.left += 1
 
 
 class MemoryLimits:
