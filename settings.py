@@ -67,6 +67,8 @@ class ChatSettings:
     attachment_max_bytes: int = 900_000     # under the 1 MiB request cap
     attachment_types: str = "image/png,image/jpeg,image/gif,image/webp,application/pdf,text/plain"
     attachment_dir: str = ""                # default: ./var/attachments
+    first_response_goal_seconds: int = 120  # the dashboard's goal line for first responses
+    csat_goal: float = 4.5                  # and for the average rating
 
 
 @dataclass(frozen=True)
@@ -145,6 +147,7 @@ _SECTIONS: dict[str, type[_Section]] = {
 @dataclass(frozen=True)
 class Settings:
     env: str = "development"
+    shop_name: str = "Switchboard Demo Shop"   # the header of every page
     port: int = 5000
     jwt_secret: str = DEV_JWT_SECRET
     database_url: str = field(default_factory=_default_database_url)

@@ -35,24 +35,24 @@ BUILTIN_TEMPLATES: dict[str, dict[str, Any]] = {
         "html_template": "<p>Your order <b>{{ order_id }}</b> is now "
                          "<b>{{ current_status|replace('_', ' ') }}</b>.</p>"
                          "{% if tracking_number %}<p>Tracking: {{ tracking_number }}</p>{% endif %}",
-        "action_url": "/orders/{{ order_id }}", "priority": "normal", "ttl": 86400},
+        "action_url": "/shop/orders/{{ order_id }}", "priority": "normal", "ttl": 86400},
     "payment_confirmation": {
         "title_template": "Payment received",
         "body_template": "We received your payment{% if amount %} of {{ amount }} {{ currency }}"
                          "{% endif %}{% if order_id %} for order {{ order_id }}{% endif %}.",
-        "action_url": "{% if order_id %}/orders/{{ order_id }}{% endif %}",
+        "action_url": "{% if order_id %}/shop/orders/{{ order_id }}{% endif %}",
         "priority": "high", "ttl": 7 * 86400, "critical": True},
     "inventory_alert": {
         "title_template": "Low stock: {{ product_id }}",
         "body_template": "{{ product_id }}{% if variant_id %} ({{ variant_id }}){% endif %} is down to "
                          "{{ current_quantity }}{% if threshold %} (threshold {{ threshold }}){% endif %}.",
-        "action_url": "/products/{{ product_id }}", "priority": "high", "ttl": 3600},
+        "action_url": "/shop/products/{{ product_id }}", "priority": "high", "ttl": 3600},
     "chat_message": {
         "title_template": "{% if count > 1 %}{{ count }} new messages{% else %}New message"
                           "{% if sender_name %} from {{ sender_name }}{% endif %}{% endif %}",
         "body_template": "{% if count > 1 %}You have {{ count }} new messages.{% else %}"
                          "{{ text|default('')|truncate(140) }}{% endif %}",
-        "action_url": "/conversations/{{ conversation_id }}", "priority": "high", "ttl": 3600,
+        "action_url": "/shop/?chat={{ conversation_id }}", "priority": "high", "ttl": 3600,
         "digest_seconds": 60},
     "promotion_alert": {
         "title_template": "{{ title|default('A new promotion') }}",

@@ -62,6 +62,17 @@ def order_json(order: Order, with_history: bool = True) -> dict[str, Any]:
     return out
 
 
+def list_orders(session: Session, *, customer_id: str | None, status: str | None,
+                limit: int) -> list[dict[str, Any]]:
+    stmt = select(Order)
+    if customer_id is not None:
+        stmt = stmt.where(Order.customer_id == customer_id)
+    if status is not None:
+        stmt = stmt.where(Order.status == status)
+    found = session.scalars(stmt.order_by(Order.updated_at.desc(), Order.id).limit(limit)).all()
+    return [order_json(o, with_history=False) for o in found]
+
+
 def _lock(session: Session, order_id: str) -> Order | None:
     return session.scalars(select(Order).where(Order.id == order_id).with_for_update()
                            .execution_options(populate_existing=True)).one_or_none()

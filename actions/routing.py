@@ -87,14 +87,17 @@ def online_agents(session: Session) -> list[AgentSlot]:
         select(Agent).where(Agent.status == "online").order_by(Agent.user_id)).all()]
 
 
-def try_assign(session: Session, conversation_id: str, agent_id: str) -> bool | None:
+def try_assign(session: Session, conversation_id: str, agent_id: str,
+               statuses: tuple[str, ...] = ("online",)) -> bool | None:
     """Take a slot of `agent_id` and claim the conversation (locks agent, then conversation).
+
+    Routing assigns to online agents; an agent taking one themself may be busy too.
 
     True: assigned. False: the agent has no free slot (or went offline).
     None: the conversation was no longer waiting; the slot is given back.
     """
     taken = rowcount(session.execute(
-        update(Agent).where(Agent.user_id == agent_id, Agent.status == "online",
+        update(Agent).where(Agent.user_id == agent_id, Agent.status.in_(statuses),
                             Agent.current_conversations < Agent.concurrent_limit)
         .values(current_conversations=Agent.current_conversations + 1)
         .execution_options(synchronize_session=False)))
@@ -125,6 +128,23 @@ def try_assign(session: Session, conversation_id: str, agent_id: str) -> bool | 
             session=session)
     publish("agents", "agent:assigned", data, session=session)
     return True
+
+
+def take(session: Session, me: Any, conversation_id: str) -> Conversation:
+    """An agent takes a waiting conversation from the queue themself: the same conditional
+    claim as routing's, so never past their limit and never one another agent got first."""
+    conv = session.get(Conversation, conversation_id)
+    if conv is None:
+        raise ChatError(404, "conversation_not_found", f"no conversation {conversation_id!r}")
+    if conv.status != "waiting":
+        raise ChatError(409, "not_waiting", f"the conversation is {conv.status}, not waiting")
+    taken = try_assign(session, conversation_id, me.id, statuses=("online", "busy"))
+    if taken is False:
+        raise ChatError(409, "agent_unavailable",
+                        "be online or busy, with a free slot under your limit, to take a conversation")
+    if taken is None:
+        raise ChatError(409, "not_waiting", "another agent took it first")
+    return _claimed(session, conversation_id)
 
 
 def _release(session: Session, agent_id: str) -> None:

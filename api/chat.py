@@ -13,7 +13,7 @@ from flask import Blueprint, Response, request
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.exc import IntegrityError
 
-from actions import routing
+from actions import customers, routing
 from actions.chat import agents as chat_agents
 from actions.chat import conversations, messages, receipts
 from actions.chat.access import access_conversation
@@ -315,6 +315,15 @@ def transfer(me, cid: str, payload: TransferIn):
     return run(lambda s: conversation_json(routing.transfer(s, me, cid, payload.to_agent_id)))
 
 
+@bp.post("/conversations/<id:cid>/take")
+@require("agent")
+@responds(200, ConversationOut, "assigned to the caller")
+@responds(409, None, "not waiting any more (not_waiting), or the caller is not online with a free slot")
+def take(me, cid: str):
+    """An agent takes a waiting conversation from the queue (`agent:assigned`)."""
+    return run(lambda s: conversation_json(routing.take(s, me, cid)))
+
+
 @bp.post("/conversations/<id:cid>/resolve")
 @require("agent", "admin")
 def resolve(me, cid: str):
@@ -428,6 +437,15 @@ def put_customer(me, cust: str, payload: CustomerIn):
     """The store's view of a customer (VIP, value, language), used by routing."""
     fields = payload.model_dump(exclude_unset=True)
     return run(lambda s: chat_agents.customer_json(chat_agents.put_customer(s, cust, fields)))
+
+
+@bp.get("/customers/<id:cust>")
+@require()
+@responds(200, description="{customer, orders, reservations}: the profile, the newest orders, the holds")
+@responds(403, None, "not an agent serving this customer (nor admin, nor the customer)")
+def get_customer(me, cust: str):
+    """One customer as the staff see them beside a chat: profile, orders, held reservations."""
+    return run(lambda s: customers.customer_view(s, me, cust))
 
 
 @bp.get("/canned-responses")

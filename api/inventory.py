@@ -101,6 +101,16 @@ def adjust_stock(product_id: str, me, payload: AdjustIn):
                                       payload.delta, payload.change_type)
 
 
+@bp.get("/stock")
+@require("service", "admin")
+@responds(200, description="{levels: [{product_id, product_name, variant_id, location, on_hand, held, "
+                           "available, low_stock_threshold}]}")
+def stock_levels(me):
+    """Every stock level (the operations dashboard's table)."""
+    with current_services().session() as session:
+        return {"levels": stock.stock_table(session)}
+
+
 @bp.get("/products/<id:product_id>/stock")
 @require()
 @responds(200, StockOut, "available stock per variant (on hand minus unexpired holds)")

@@ -14,7 +14,7 @@ from actions import orders, tracking
 from api.auth import require
 from api.errors import ApiError
 from api.ids import ID
-from api.openapi import body, json_value, responds
+from api.openapi import body, json_value, query, responds
 from api.stats import stats_section
 from models import Order
 from providers.carriers import registry
@@ -99,6 +99,33 @@ def post_status(order_id: str, me, payload: OrderStatusIn):
         session.flush()
         session.refresh(order)
         return orders.order_json(order)
+
+
+class OrderListParams(BaseModel):
+    customer_id: str | None = Field(default=None, max_length=64, pattern=ID)
+    status: Status | None = None
+    limit: int = Field(default=50, ge=1, le=200)
+
+
+class OrderList(BaseModel):
+    orders: list[OrderOut]
+
+
+@bp.get("/orders")
+@require()
+@query(OrderListParams)
+@responds(200, OrderList, "newest first, without their history")
+@responds(403, None, "a customer asking for another customer's orders")
+def list_orders(me, params: OrderListParams):
+    """Orders, newest first: a customer's own; any (or one customer's) for admin and service."""
+    customer_id = params.customer_id
+    if me.role in ("customer", "agent"):
+        if customer_id not in (None, me.id):
+            raise ApiError(403, "forbidden", "only your own orders (agents: GET /customers/{id})")
+        customer_id = me.id
+    with current_services().session() as session:
+        return {"orders": orders.list_orders(session, customer_id=customer_id, status=params.status,
+                                             limit=params.limit)}
 
 
 @bp.get("/orders/<id:order_id>")

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from flask import Blueprint, current_app
 from sqlalchemy.orm import Session
 
+from actions import dashboard
 from api.auth import require
 
 bp = Blueprint("stats", __name__, url_prefix="/api/v1")
@@ -21,6 +22,17 @@ def stats_section(name: str):
         SECTIONS[name] = fn
         return fn
     return decorator
+
+
+@bp.get("/stats/day")
+@require("admin")
+def stats_day(me):
+    """The last 24 hours, hour by hour: waiting conversations, agents online, first response
+    times and ratings against their goals; orders by status; deliveries by channel."""
+    settings = current_app.config["SB_SETTINGS"]
+    with current_app.extensions["switchboard"].session() as session:
+        return dashboard.day(session, first_response_goal=settings.chat.first_response_goal_seconds,
+                             csat_goal=settings.chat.csat_goal)
 
 
 @bp.get("/stats")

@@ -5,6 +5,7 @@ import re
 
 from sqlalchemy.orm import Session
 
+from actions.customers import may_see
 from models import Conversation, Order
 from refusals import Refusal
 
@@ -55,6 +56,8 @@ def authorize(session: Session | None, me, topic: str) -> None:
         allowed = conv is not None and me.id in (conv.customer_id, conv.agent_id)
     elif kind == "order":
         order = session.get(Order, ident)
-        allowed = order is not None and order.customer_id == me.id
+        # The agent chatting with its customer follows it too (the console's customer panel).
+        allowed = order is not None and (order.customer_id == me.id or (
+            me.role == "agent" and may_see(session, me, order.customer_id)))
     if not allowed:
         raise TopicError(403, "forbidden_topic", f"you may not subscribe to {topic}")

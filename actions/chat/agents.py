@@ -14,8 +14,10 @@ from actions.chat.shapes import iso
 from actions.effects import enqueue
 from actions.routing_stats import RoutingStats
 from broadcast import publish
-from models import Agent, CannedResponse, Conversation, Customer, User, utcnow
+from models import AnalyticsEvent, Agent, CannedResponse, Conversation, Customer, User, utcnow
 from models.chat import AGENT_STATUSES
+
+AGENT_STATUS_EVENT = "agent_status"
 
 
 def agent_json(agent: Agent) -> dict[str, Any]:
@@ -78,6 +80,7 @@ def set_status(session: Session, agent_id: str, status: str, *, name: str | None
     previous = agent.status
     agent.status = status
     agent.resume_status = None
+    record_status(session, agent_id, previous, status)
     if status == "offline":
         if previous != "offline" or agent.offline_since is None:
             agent.offline_since = utcnow()
@@ -93,6 +96,13 @@ def set_status(session: Session, agent_id: str, status: str, *, name: str | None
     return agent
 
 
+def record_status(session: Session, agent_id: str, previous: str | None, status: str) -> None:
+    """A change of an agent's status, kept for the dashboard's agents-online-over-the-day."""
+    if previous != status:
+        session.add(AnalyticsEvent(name=AGENT_STATUS_EVENT, subject_type="agent", subject_id=agent_id,
+                                   data={"from": previous, "to": status}))
+
+
 def connection_changed(session: Session, agent_id: str, online: bool,
                        grace_seconds: float = 120) -> None:
     """Presence: a dropped connection takes the agent offline (nothing new is assigned);
@@ -101,12 +111,14 @@ def connection_changed(session: Session, agent_id: str, online: bool,
     if agent is None:
         return
     if not online and agent.status != "offline":
+        record_status(session, agent_id, agent.status, "offline")
         agent.resume_status, agent.status, agent.offline_since = agent.status, "offline", utcnow()
         publish("agents", "agent:available", {"agent_id": agent_id, "status": "offline"},
                 session=session)
         enqueue("tasks.routing.release_offline_agent", agent_id, session=session,
                       countdown=grace_seconds + 1)
     elif online and agent.resume_status:
+        record_status(session, agent_id, agent.status, agent.resume_status)
         agent.status, agent.resume_status, agent.offline_since = agent.resume_status, None, None
         agent.last_seen_at = utcnow()
         publish("agents", "agent:available", {"agent_id": agent_id, "status": agent.status},

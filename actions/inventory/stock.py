@@ -126,6 +126,27 @@ def stock_view(session: Session, product_id: str) -> dict[str, Any] | None:
     return {"product_id": product_id, "variants": out}
 
 
+def stock_table(session: Session, limit: int = 500) -> list[dict[str, Any]]:
+    """Every level, for the dashboard: on hand, held by unexpired holds, available, threshold."""
+    now = utcnow()
+    held = {(p, v, loc): n for p, v, loc, n in session.execute(
+        select(Reservation.product_id, Reservation.variant_id, Reservation.location,
+               func.sum(Reservation.quantity))
+        .where(Reservation.status == "held", Reservation.expires_at > now)
+        .group_by(Reservation.product_id, Reservation.variant_id, Reservation.location)).all()}
+    rows = session.execute(select(StockLevel, Product.name, Product.low_stock_threshold)
+                           .join(Product, Product.id == StockLevel.product_id)
+                           .order_by(StockLevel.product_id, StockLevel.variant_id, StockLevel.location)
+                           .limit(limit)).all()
+    out = []
+    for level, name, threshold in rows:
+        holding = int(held.get((level.product_id, level.variant_id, level.location), 0))
+        out.append({"product_id": level.product_id, "product_name": name, "variant_id": level.variant_id or None,
+                    "location": level.location, "on_hand": level.on_hand, "held": holding,
+                    "available": level.on_hand - holding, "low_stock_threshold": threshold})
+    return out
+
+
 def record_change(session: Session, level: StockLevel, change_type: str, previous: int,
                   current: int, delta: int) -> None:
     """After any change of one level: audit row, `inventory_update`, `inventory_alert`, low stock.

@@ -38,7 +38,7 @@ def test_websocket_channel_and_inbox(client, services):
     assert item["id"] == nid and item["type"] == "order_status_update"
     assert item["title"] == "Order o-1: in transit"
     assert item["body"] == "Your order o-1 is now in transit."
-    assert item["action_url"] == "/orders/o-1" and item["read_at"] is None
+    assert item["action_url"] == "/shop/orders/o-1" and item["read_at"] is None
     assert set(item) == {"id", "type", "title", "body", "action_url", "icon_url", "data",
                          "created_at", "read_at"}
     assert rows(services, nid) == {("websocket", ""): ("sent", 1, None)}
@@ -165,7 +165,7 @@ def test_digest_counts_what_arrived_in_the_window(client, services):
     pipeline.dispatch(services.session, [digest_id], bypass_digest=True)
     (ev,) = events(services, "u7")
     assert ev.data["title"] == "3 new messages" and ev.data["data"]["count"] == 3
-    assert ev.data["action_url"] == "/conversations/c1"
+    assert ev.data["action_url"] == "/shop/?chat=c1"
 
 
 def test_single_message_in_a_window_goes_out_as_itself(client, services):
