@@ -6,7 +6,7 @@ STAMP   := $(VENV)/.installed
 TSTAMP  := $(VENV)/.installed-test
 export PORT ?= 5000
 
-.PHONY: run test lint migrate up flower bench bench-100k install browser services clean
+.PHONY: run test lint migrate demo up flower bench bench-100k install browser services clean
 
 $(STAMP): requirements.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -26,6 +26,11 @@ run: $(STAMP)
 
 migrate: $(STAMP)
 	$(BIN)/python -m models.migrate
+
+# The demo shop's data for the distributed mode (`make run` loads it by itself).
+demo: $(STAMP)
+	$(BIN)/python -m models.migrate
+	$(BIN)/python -m demo_data
 
 # Distributed mode: needs REDIS_URL (and DATABASE_URL for PostgreSQL).
 up: $(STAMP)
