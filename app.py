@@ -11,7 +11,7 @@ if __name__ == "__main__":
 import logging
 import time
 
-from flask import Flask, g, request
+from flask import Flask, g, render_template, request
 from flask_cors import CORS
 from gunicorn.app.base import BaseApplication
 
@@ -23,6 +23,7 @@ from api.edges import MAX_BODY_BYTES, BodyLimit, StrictJSONProvider
 from api.errors import register_error_handlers
 from api.ids import CONVERTERS
 from api.ratelimit import init_rate_limits
+from api.shell import init_shell
 from broadcast.metrics import HTTP_LATENCY
 from demo_data import seed_all
 from models import make_engine, make_session_factory, session_scope
@@ -58,6 +59,7 @@ def create_app(settings: Settings | None = None, *, background: bool = True,
     CORS(app, resources={r"/api/*": {"origins": list(settings.allowed_origins)}},
          supports_credentials=False, expose_headers=["Retry-After"])
     init_rate_limits(app, settings, services.redis)
+    init_shell(app, settings)
     for bp in (ops.bp, streams.bp, broadcast_api.bp, stats.bp, chat.bp, chat_pages.bp,
                notifications.bp, notification_pages.bp, orders.bp, inventory.bp, shop_pages.bp):
         app.register_blueprint(bp)
@@ -78,8 +80,8 @@ def create_app(settings: Settings | None = None, *, background: bool = True,
 
     @app.get("/")
     def index():
-        """The demo page: live events in the browser."""
-        return app.send_static_file("demo.html")
+        """Live events in the browser: the developer's view of topics and frames."""
+        return render_template("live.html", section="api")
 
     if background:
         start_loops(services)

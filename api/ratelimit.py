@@ -32,7 +32,8 @@ from settings import Settings
 # Streams are capped per user by presence (realtime/presence.py); probes and assets are free.
 MAX_LEASES = 100_000   # keys with a lease in one process; older windows are dropped past it
 
-EXEMPT_PATHS = ("/healthz", "/readyz", "/metrics", "/ws", "/events", "/poll", "/static/")
+EXEMPT_PATHS = ("/healthz", "/readyz", "/metrics", "/ws", "/events", "/poll", "/static/", "/vendor/",
+                "/favicon.")
 
 # KEYS: per limit, its current and previous window's counter.
 # ARGV: per limit, amount, period (ms), the ms elapsed in its current window and the

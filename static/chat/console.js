@@ -1,40 +1,39 @@
-/* The agent console: status, the waiting queue live, my conversations with unread
- * counts, a thread with typing, presence, read ticks, canned responses, private
- * notes, transfer and resolve. Texts go in with textContent only. */
+/* The agent console: availability, the waiting queue and my conversations live, a thread
+ * with typing, presence, read ticks, canned responses, notes, take, transfer and resolve,
+ * and the customer beside it (profile, orders, holds), live too. Texts go in with
+ * textContent only. */
 (function () {
   'use strict';
   var agentId = document.body.getAttribute('data-agent');
-  var token = null, client = null, selected = null, conversations = {}, threadSeen = {};
-  var lastTyping = 0, typingTimer = null, refetchTimer = null;
+  var session = null, client = null, selected = null, conversations = {}, threadSeen = {};
+  var lastTyping = 0, typingTimer = null, refetchTimer = null, followed = {}, panelFor = null;
   var $ = function (id) { return document.getElementById(id); };
-
-  function el(tag, attrs, text) {
-    var node = document.createElement(tag);
-    for (var k in attrs) if (Object.prototype.hasOwnProperty.call(attrs, k)) node.setAttribute(k, attrs[k]);
-    if (text != null) node.textContent = text;
-    return node;
-  }
+  var el = UI.el;
+  localStorage.setItem('sb.agent', agentId);
 
   function api(method, path, body) {
-    return fetch('/api/v1' + path, {
-      method: method,
-      headers: {'Content-Type': 'application/json', Authorization: 'Bearer ' + token},
-      body: body === undefined ? undefined : JSON.stringify(body)
-    }).then(function (res) {
-      if (res.status === 204) return null;
-      return res.json().then(function (data) {
-        if (!res.ok) throw new Error((data.error && data.error.message) || res.status);
-        return data;
-      });
+    return UI.api(session.token, method, '/api/v1' + path, body).then(function (r) {
+      if (r.status >= 400) throw new Error((r.body && r.body.error && r.body.error.message) || r.status);
+      return r.body;
     });
   }
 
+  function customerName(c) { return UI.nameOf(c.customer_id, c.customer && c.customer.name); }
+
   // ---- lists -----------------------------------------------------------------
   function convItem(c, mine) {
-    var li = el('li', {'data-id': c.id, 'data-selected': String(selected === c.id)});
-    li.appendChild(el('span', {'class': 'who'}, c.customer_id + (c.tags && c.tags.length ? ' · ' + c.tags.join(',') : '')));
-    if (mine) li.appendChild(el('span', {'class': 'unread', 'data-count': String(c.unread_count || 0)},
+    var li = el('li', {'data-id': c.id, 'data-selected': String(selected === c.id), 'data-status': c.status});
+    var who = el('span', {'class': 'who'}, customerName(c));
+    if (c.customer && c.customer.is_vip) who.appendChild(el('span', {'class': 'vip'}, 'VIP'));
+    li.appendChild(who);
+    var side = el('span', {'class': 'side'});
+    side.appendChild(UI.time(c.last_message_at || c.created_at));
+    if (mine) side.appendChild(el('span', {'class': 'unread', 'data-count': String(c.unread_count || 0)},
       String(c.unread_count || 0)));
+    li.appendChild(side);
+    var last = c.last_message;
+    li.appendChild(el('span', {'class': 'preview'}, last ? (last.sender_type === 'agent' ? 'You: ' : '') + last.text
+      : (c.tags && c.tags.length ? c.tags.join(', ') : 'No messages yet')));
     li.addEventListener('click', function () { select(c.id); });
     return li;
   }
@@ -46,23 +45,26 @@
 
   function load() {
     return api('GET', '/conversations?limit=100').then(function (body) {
-      var queue = $('queue'), mine = $('mine');
+      var queue = $('queue'), mine = $('mine'), nq = 0, nm = 0;
       queue.textContent = '';
       mine.textContent = '';
       body.conversations.forEach(function (c) {
         conversations[c.id] = c;
-        if (c.status === 'waiting') queue.appendChild(convItem(c, false));
+        if (c.status === 'waiting') { queue.appendChild(convItem(c, false)); nq++; }
         else if (c.status === 'active' && c.agent_id === agentId) {
-          mine.appendChild(convItem(c, true));
+          mine.appendChild(convItem(c, true)); nm++;
           if (!followed[c.id]) follow(c.id);
         }
       });
+      $('queue-count').textContent = String(nq);
+      $('mine-count').textContent = String(nm);
+      if (!nq) queue.appendChild(el('li', {'class': 'empty muted'}, 'Nobody is waiting.'));
+      if (selected && conversations[selected]) controls(conversations[selected]);
     });
   }
 
   // A conversation newly mine: live events from now on, and a delivered receipt for
   // what the customer wrote before it reached this console.
-  var followed = {};
   function follow(cid) {
     followed[cid] = true;
     client.subscribe('conversation:' + cid);
@@ -100,13 +102,42 @@
     if (!li) {
       li = el('li', {'data-id': m.id, 'data-sender': m.sender_type, 'data-mine': String(mine),
                      'data-private': String(!!m.private)});
-      li.appendChild(el('span', {'class': 'text'}, (m.private ? '[note] ' : '') + ((m.content && m.content.text) || '')));
-      if (mine && !m.private) li.appendChild(el('span', {'class': 'tick'}));
+      li.appendChild(el('span', {'class': 'text'}, (m.private ? 'Note: ' : '') + ((m.content && m.content.text) || '')));
+      if (m.sender_type !== 'system') {
+        var meta = el('span', {'class': 'meta'});
+        meta.appendChild(UI.time(m.created_at));
+        if (mine && !m.private) meta.appendChild(el('span', {'class': 'tick'}));
+        li.appendChild(meta);
+      }
       threadSeen[m.id] = li;
       $('thread').appendChild(li);
       $('thread').scrollTop = $('thread').scrollHeight;
     }
     if (mine && !m.private) setStatus(li, m.status);
+  }
+
+  /** What may be done with the open conversation, and a line saying why not. */
+  function controls(c) {
+    var mine = c.agent_id === agentId && c.status === 'active';
+    ['reply-input', 'reply-send', 'resolve', 'transfer'].forEach(function (id) { $(id).disabled = !mine; });
+    $('take').hidden = c.status !== 'waiting';
+    var status = $('conv-status');
+    status.textContent = '';
+    status.appendChild(UI.badge(c.status));
+    var banner = $('banner'), text = '';
+    if (c.status === 'waiting') {
+      text = 'Waiting for an agent. Take it now, or set yourself Online and routing assigns it to whoever is free first.';
+    } else if (c.status === 'resolved' || c.status === 'archived') {
+      text = 'Resolved ' + UI.ago(c.resolved_at) + '. ' + (c.rating ? 'Rated ' + '★★★★★'.slice(0, c.rating.score) +
+        '☆☆☆☆☆'.slice(c.rating.score) + (c.rating.comment ? ': “' + c.rating.comment + '”' : '')
+        : 'The customer has not rated it yet.');
+    } else if (c.agent_id !== agentId) {
+      text = 'With ' + UI.nameOf(c.agent_id) + ': read only.';
+    }
+    banner.textContent = text;
+    banner.hidden = !text;
+    banner.dataset.kind = c.status;
+    $('banner').dataset.rating = c.rating ? String(c.rating.score) : '';
   }
 
   function select(cid) {
@@ -116,12 +147,15 @@
     var items = document.querySelectorAll('ul.convs li');
     for (var i = 0; i < items.length; i++) items[i].setAttribute('data-selected', String(items[i].getAttribute('data-id') === cid));
     var c = conversations[cid] || {};
-    var mine = c.agent_id === agentId && c.status === 'active';
-    ['reply-input', 'reply-send', 'resolve', 'transfer'].forEach(function (id) { $(id).disabled = !mine; });
-    $('title').textContent = 'Conversation with ' + (c.customer_id || cid);
+    $('title').textContent = customerName(c);
+    controls(c);
     api('GET', '/conversations/' + cid).then(function (full) {
+      conversations[cid] = Object.assign(conversations[cid] || {}, full);
       setPresence(full.presence && full.presence.customer);
+      controls(conversations[cid]);
+      showCustomer(conversations[cid]);
     });
+    var mine = c.agent_id === agentId && c.status === 'active';
     return api('GET', '/conversations/' + cid + '/messages?limit=200').then(function (body) {
       body.messages.forEach(render);
       if (mine) markRead();
@@ -138,20 +172,103 @@
 
   function setPresence(online) {
     $('presence').setAttribute('data-online', String(!!online));
-    $('presence').textContent = online ? '● customer online' : '○ customer offline';
+    $('presence').textContent = online ? '● online' : '○ away';
+  }
+
+  // ---- the customer beside the chat ------------------------------------------------
+  var countdowns = [];
+
+  function showCustomer(c) {
+    var cid = c.customer_id;
+    panelFor = cid;
+    api('GET', '/customers/' + encodeURIComponent(cid)).then(function (view) {
+      if (panelFor !== cid) return;
+      renderCustomer(c, view);
+      view.orders.forEach(function (o) { client.subscribe('order:' + o.id).catch(function () {}); });
+      view.reservations.forEach(function (r) { client.subscribe('product:' + r.product_id).catch(function () {}); });
+    }, function (err) {
+      var panel = $('customer-panel');
+      panel.textContent = '';
+      panel.appendChild(el('p', {'class': 'muted'}, 'No details: ' + err.message));
+    });
+  }
+
+  function renderCustomer(c, view) {
+    var p = view.customer, panel = $('customer-panel'), meta = c.metadata || {};
+    panel.textContent = '';
+    panel.dataset.loaded = 'true';
+    panel.dataset.customer = p.id;
+    var head = el('div', {'class': 'name'}, UI.nameOf(p.id, p.name));
+    if (p.is_vip) head.appendChild(el('span', {'class': 'vip', 'id': 'cust-vip'}, 'VIP'));
+    panel.appendChild(head);
+    var dl = el('dl');
+    function row(label, value, id) {
+      if (value == null || value === '') return;
+      dl.appendChild(el('dt', {}, label));
+      dl.appendChild(el('dd', {id: id}, String(value)));
+    }
+    row('Language', p.language || meta.language, 'cust-language');
+    row('Lifetime value', UI.money(p.lifetime_value), 'cust-ltv');
+    row('E-mail', p.email);
+    row('Came from', meta.source ? UI.word(meta.source) : null);
+    row('On page', meta.initial_url ? meta.initial_url.replace(location.origin, '') : null, 'cust-page');
+    panel.appendChild(dl);
+
+    panel.appendChild(el('h3', {}, 'Orders'));
+    var orders = el('ul', {id: 'cust-orders'});
+    if (!view.orders.length) orders.appendChild(el('li', {'class': 'muted'}, 'No orders.'));
+    view.orders.forEach(function (o) {
+      var li = el('li', {'data-order': o.id});
+      li.appendChild(el('a', {href: '/shop/orders/' + encodeURIComponent(o.id) + '?role=admin', target: '_blank'}, o.id));
+      li.appendChild(UI.badge(o.status));
+      if (o.carrier) li.appendChild(el('span', {'class': 'muted small'}, o.carrier + ' ' + (o.tracking_number || '')));
+      orders.appendChild(li);
+    });
+    panel.appendChild(orders);
+
+    panel.appendChild(el('h3', {}, 'Held for checkout'));
+    var holds = el('ul', {id: 'cust-holds'});
+    countdowns = [];
+    if (!view.reservations.length) holds.appendChild(el('li', {'class': 'muted'}, 'Nothing held.'));
+    view.reservations.forEach(function (r) {
+      var li = el('li', {'data-reservation': r.id});
+      li.appendChild(el('span', {}, r.quantity + ' × ' + (r.product_name || r.product_id)));
+      var left = el('span', {'class': 'badge warn countdown'});
+      li.appendChild(left);
+      countdowns.push({node: left, until: Date.parse(r.expires_at)});
+      holds.appendChild(li);
+    });
+    panel.appendChild(holds);
+    tickCountdowns();
+  }
+
+  function tickCountdowns() {
+    countdowns.forEach(function (c) {
+      var s = Math.max(0, Math.round((c.until - Date.now()) / 1000));
+      c.node.textContent = s ? Math.floor(s / 60) + ':' + ('0' + s % 60).slice(-2) + ' left' : 'expired';
+    });
+  }
+  setInterval(tickCountdowns, 1000);
+
+  function refreshCustomer() {
+    if (selected && conversations[selected]) showCustomer(conversations[selected]);
   }
 
   // ---- actions ---------------------------------------------------------------------
-  $('reply').addEventListener('submit', function (ev) {
-    ev.preventDefault();
+  function send() {
     var text = $('reply-input').value.trim();
-    if (!text || !selected) return;
+    if (!text || !selected || $('reply-send').disabled) return;
     $('reply-input').value = '';
     var priv = $('private').checked;
     api('POST', '/conversations/' + selected + '/messages', {
       client_id: 'a' + Date.now().toString(36) + Math.random().toString(36).slice(2, 8),
       content: {text: text}, private: priv
     }).then(render, function (err) { $('typing').textContent = 'Not sent: ' + err.message; });
+  }
+
+  $('reply').addEventListener('submit', function (ev) { ev.preventDefault(); send(); });
+  $('reply-input').addEventListener('keydown', function (ev) {
+    if (ev.key === 'Enter' && !ev.shiftKey && !ev.isComposing) { ev.preventDefault(); send(); }
   });
 
   $('reply-input').addEventListener('input', function () {
@@ -164,39 +281,68 @@
   $('canned').addEventListener('change', function () {
     if ($('canned').value) $('reply-input').value = $('canned').value;
     $('canned').value = '';
+    $('reply-input').focus();
   });
 
+  function changed(c) {
+    conversations[c.id] = Object.assign(conversations[c.id] || {}, c);
+    if (c.id === selected) controls(conversations[c.id]);
+    refetch();
+  }
+
   $('resolve').addEventListener('click', function () {
-    api('POST', '/conversations/' + selected + '/resolve').then(function () {
-      $('resolve').disabled = true;
-      refetch();
+    api('POST', '/conversations/' + selected + '/resolve').then(changed, function (err) {
+      $('typing').textContent = 'Not resolved: ' + err.message;
     });
+  });
+
+  $('take').addEventListener('click', function () {
+    var cid = selected;
+    api('POST', '/conversations/' + cid + '/take').then(function (c) {
+      changed(c);
+      follow(cid);
+      select(cid);
+    }, function (err) { $('typing').textContent = 'Not taken: ' + err.message; refetch(); });
   });
 
   $('transfer').addEventListener('click', function () {
     var to = $('transfer-to').value || null;
-    api('POST', '/conversations/' + selected + '/transfer', {to_agent_id: to}).then(refetch,
+    api('POST', '/conversations/' + selected + '/transfer', {to_agent_id: to}).then(changed,
       function (err) { $('typing').textContent = 'Transfer refused: ' + err.message; });
   });
 
+  var HELP = {online: 'Waiting conversations are assigned to you, up to your limit.',
+              busy: 'You keep your conversations; no new ones are assigned.',
+              offline: 'Nothing new comes to you; after a grace period your open chats go back to the queue.'};
+  function showStatus(status) {
+    $('status').value = status;
+    $('status').setAttribute('data-current', status);
+    $('status-help').textContent = HELP[status] || '';
+  }
+
   $('status').addEventListener('change', function () {
     api('PUT', '/agents/me/status', {status: $('status').value}).then(function (a) {
-      $('status').setAttribute('data-current', a.status);
+      showStatus(a.status);
       refetch();
     });
   });
 
   // ---- live events -----------------------------------------------------------------------
-  function connect() {
-    client = new Switchboard({url: location.origin, token: token,
-      eventNames: ['conversation:waiting', 'conversation:resolved', 'message:note', 'conversation:rated']});
-    window.consoleClient = client;
-    client.on('state', function (s) { $('conn').setAttribute('data-state', s.state); $('conn').textContent = s.state; });
+  function listen() {
+    client.on('state', function (s) { $('conn').setAttribute('data-state', s.state); $('conn').textContent = s.state === 'open' ? 'live' : s.state; });
     client.subscribe('agents');
-    ['conversation:waiting', 'agent:assigned', 'agent:transfer', 'conversation:resolved'].forEach(function (n) {
-      client.on(n, refetch);
+    ['conversation:waiting', 'agent:assigned', 'agent:transfer'].forEach(function (n) { client.on(n, refetch); });
+    client.on('conversation:resolved', function (c) { if (c && c.id) changed(c); else refetch(); });
+    client.on('conversation:rated', function (d) {
+      var cid = d.conversation_id || d.id;
+      var c = conversations[cid];
+      if (!c) return;
+      c.rating = {score: d.score, comment: d.comment || null};
+      if (cid === selected) controls(c);
     });
     client.on('message:receive', function (m) {
+      var c = conversations[m.conversation_id];
+      if (c) c.last_message = {text: (m.content && m.content.text) || '', sender_type: m.sender_type, created_at: m.created_at};
       if (m.conversation_id === selected) {
         render(m);
         if (m.sender_id !== agentId && m.sender_type !== 'system') {
@@ -207,6 +353,8 @@
         api('POST', '/conversations/' + m.conversation_id + '/delivered', {message_id: m.id}).catch(function () {});
         bumpUnread(m.conversation_id, 1);
       }
+      var preview = document.querySelector('ul.convs li[data-id="' + m.conversation_id + '"] .preview');
+      if (preview && m.sender_type !== 'system') preview.textContent = (m.sender_id === agentId ? 'You: ' : '') + ((m.content && m.content.text) || '');
     });
     client.on('message:note', function (m) { if (m.conversation_id === selected) render(m); });
     client.on('message:delivered', function (d) {
@@ -222,7 +370,7 @@
     });
     client.on('user:typing', function (d) {
       if (d.user_id === agentId || d.conversation_id !== selected) return;
-      $('typing').textContent = 'Customer is typing…';
+      $('typing').textContent = (conversations[selected] ? customerName(conversations[selected]) : 'The customer') + ' is typing…';
       $('typing').setAttribute('data-visible', 'true');
       clearTimeout(typingTimer);
       typingTimer = setTimeout(function () {
@@ -230,7 +378,7 @@
         $('typing').setAttribute('data-visible', 'false');
       }, 3000);
     });
-    client.on('user:online', function (d, f) {
+    client.on('user:online', function (d) {
       var c = conversations[selected];
       if (c && d.user_id === c.customer_id) setPresence(true);
     });
@@ -238,20 +386,30 @@
       var c = conversations[selected];
       if (c && d.user_id === c.customer_id) setPresence(false);
     });
+    // The customer panel follows their orders and the products they hold.
+    client.on('order_status_update', function (d) {
+      var li = document.querySelector('#cust-orders li[data-order="' + d.order_id + '"] .badge');
+      if (!li) return;
+      var fresh = UI.badge(d.current_status);
+      li.replaceWith(fresh);
+    });
+    client.on('inventory_update', refreshCustomer);
   }
 
-  fetch('/api/v1/dev/token', {method: 'POST', headers: {'Content-Type': 'application/json'},
-    body: JSON.stringify({sub: agentId, role: 'agent', name: agentId})})
-    .then(function (r) { return r.json(); })
-    .then(function (b) {
-      token = b.token;
-      connect();
+  var name = ($('me') && $('me').textContent) || agentId;
+  UI.start('agent', {sub: agentId, name: name}, [],
+           {eventNames: ['conversation:waiting', 'conversation:resolved', 'message:note', 'conversation:rated']})
+    .then(function (s) {
+      session = s;
+      client = s.client;
+      window.consoleClient = client;
+      listen();
       return api('GET', '/agents');
     })
     .then(function (body) {
       body.agents.forEach(function (a) {
-        if (a.id === agentId) { $('status').value = a.status; $('status').setAttribute('data-current', a.status); }
-        else $('transfer-to').appendChild(el('option', {value: a.id}, a.name || a.id));
+        if (a.id === agentId) showStatus(a.status);
+        else $('transfer-to').appendChild(el('option', {value: a.id}, 'To ' + (a.name || a.id) + ' (' + UI.word(a.status).toLowerCase() + ')'));
       });
       return api('GET', '/canned-responses');
     })

@@ -4,7 +4,7 @@
  *   <script src="https://switchboard.example/static/chat/widget.js" data-token="<customer JWT>" async></script>
  *
  * Options (data-*): token (the customer's JWT from the shop's backend),
- * dev-user (development only: get a token for this customer id instead),
+ * dev-user and dev-name (development only: get a token for this customer instead),
  * title, language. Every text is put in the page with textContent: nothing a
  * message contains is ever parsed as HTML.
  */
@@ -50,7 +50,7 @@
     localStorage.setItem('sbw-dev-user', sub);
     return fetch(origin + '/api/v1/dev/token', {
       method: 'POST', headers: {'Content-Type': 'application/json'},
-      body: JSON.stringify({sub: sub, role: 'customer', name: sub})
+      body: JSON.stringify({sub: sub, role: 'customer', name: cfg.devName || sub})
     }).then(function (r) { return r.json(); }).then(function (b) { return (token = b.token); });
   }
 

@@ -1,26 +1,36 @@
-/* The notification preferences page: channels on and off, browser push subscribe, inbox.
- * The token comes from the URL fragment (#token=...: never sent to a server) or from
- * localStorage `switchboard.token`. Every state the page reaches is written into a
- * data-* attribute, so tests (and people) can see it. */
+/* The notifications page: the inbox (live over user:{id}, with times, unread marks and
+ * mark-read), channels on and off, browser push. It signs in like every page (the shopper,
+ * ?sub= to choose); a shop that has its own login passes the user's token in the URL
+ * fragment instead (#token=...: never sent to a server). Every state the page reaches is
+ * written into a data-* attribute, so tests (and people) can see it. */
 (function () {
   'use strict';
   var $ = function (id) { return document.getElementById(id); };
   var fragment = new URLSearchParams(location.hash.slice(1));
-  var token = fragment.get('token') || localStorage.getItem('switchboard.token');
-  if (fragment.get('token')) localStorage.setItem('switchboard.token', token);
+  var token = null, items = {};
 
   function api(method, path, body) {
-    var init = {method: method, headers: {Authorization: 'Bearer ' + token}};
-    if (body !== undefined) {
-      init.headers['Content-Type'] = 'application/json';
-      init.body = JSON.stringify(body);
+    return UI.api(token, method, '/api/v1' + path, body).then(function (r) {
+      if (r.status >= 400) throw new Error((r.body && r.body.error && r.body.error.message) || r.status);
+      return r.body;
+    });
+  }
+
+  /** The session: the fragment's token, or the shopper's development sign-in. */
+  function signIn() {
+    var given = fragment.get('token');
+    if (given) {
+      token = given;
+      var client = new Switchboard({url: location.origin, token: given});
+      client.on('state', function (s) { $('state').dataset.state = s.state; $('state').textContent = s.state === 'open' ? 'live' : s.state; });
+      var sub = null;
+      try { sub = JSON.parse(atob(given.split('.')[1].replace(/-/g, '+').replace(/_/g, '/'))).sub; } catch (e) { /* shown as "you" */ }
+      return Promise.resolve({client: client, sub: sub, name: null});
     }
-    return fetch('/api/v1' + path, init).then(function (res) {
-      if (res.status === 204) return null;
-      return res.json().then(function (data) {
-        if (!res.ok) throw new Error((data.error && data.error.message) || res.statusText);
-        return data;
-      });
+    return UI.start('customer', UI.shopper(), []).then(function (s) {
+      token = s.token;
+      s.client.on('refresh', function () { token = s.token; });
+      return s;
     });
   }
 
@@ -105,35 +115,74 @@
     });
   }
 
-  function showInbox(inbox) {
-    var list = $('inbox');
-    list.textContent = '';
-    inbox.notifications.forEach(function (n) {
-      var li = document.createElement('li');
-      li.dataset.id = n.id;
-      li.className = n.read_at ? 'read' : 'unread';
-      li.textContent = n.title + (n.body ? ' — ' + n.body : '');
-      list.appendChild(li);
-    });
-    $('unread').dataset.count = inbox.unread_count;
-    $('unread').textContent = '(' + inbox.unread_count + ' unread)';
+  function item(n) {
+    var li = document.createElement('li');
+    li.dataset.id = n.id;
+    li.className = n.read_at ? 'read' : 'unread';
+    li.appendChild(UI.el('span', {'class': 'title'}, n.title || UI.word(n.type)));
+    li.appendChild(UI.time(n.created_at));
+    if (n.body) li.appendChild(UI.el('span', {'class': 'body muted'}, n.body));
+    var actions = UI.el('span', {'class': 'actions'});
+    if (n.action_url) {
+      var open = UI.el('a', {href: n.action_url, 'class': 'open'}, 'Open');
+      open.addEventListener('click', function () { markRead(n.id); });
+      actions.appendChild(open);
+    }
+    if (!n.read_at) {
+      var mark = UI.el('button', {type: 'button', 'class': 'link-button mark-read'}, 'Mark read');
+      mark.addEventListener('click', function () { markRead(n.id); });
+      actions.appendChild(mark);
+    }
+    li.appendChild(actions);
+    return li;
   }
 
-  if (!token) {
-    setState($('state'), 'state', 'error', 'Sign in first (no token).');
-    return;
+  function showUnread() {
+    var n = $('inbox').querySelectorAll('li.unread').length;
+    $('unread').dataset.count = String(n);
+    $('unread').textContent = n ? n + ' unread' : 'all read';
+    $('read-all').hidden = !n;
+    $('inbox-empty').hidden = !!$('inbox').children.length;
   }
+
+  function add(n, atTop) {
+    if (items[n.id]) return;
+    items[n.id] = n;
+    var li = item(n), list = $('inbox');
+    if (atTop) list.insertBefore(li, list.firstChild); else list.appendChild(li);
+    showUnread();
+  }
+
+  function markRead(id) {
+    var li = $('inbox').querySelector('li[data-id="' + id + '"]');
+    if (!li || li.className === 'read') return Promise.resolve();
+    return api('POST', '/notifications/' + encodeURIComponent(id) + '/read').then(function () {
+      li.className = 'read';
+      var mark = li.querySelector('.mark-read');
+      if (mark) mark.remove();
+      showUnread();
+    });
+  }
+
   document.querySelectorAll('input[name=channel]').forEach(function (box) {
     box.addEventListener('change', onChannelChange);
   });
   $('push-subscribe').addEventListener('click', subscribe);
   $('push-unsubscribe').addEventListener('click', unsubscribe);
+  $('read-all').addEventListener('click', function () {
+    var unread = $('inbox').querySelectorAll('li.unread');
+    for (var i = 0; i < unread.length; i++) markRead(unread[i].dataset.id);
+  });
   if (!pushSupported()) setState($('push-status'), 'status', 'unsupported', 'This browser cannot receive push.');
-  Promise.all([api('GET', '/me/preferences'), api('GET', '/notifications?limit=20')]).then(function (r) {
-    showPreferences(r[0]);
-    showInbox(r[1]);
-    setState($('state'), 'state', 'ready', '');
-  }, function (err) {
-    setState($('state'), 'state', 'error', 'Could not load: ' + err.message);
+  signIn().then(function (s) {
+    s.client.on('notification', function (n) { add(n, true); });
+    return Promise.all([api('GET', '/me/preferences'), api('GET', '/notifications?limit=50')]).then(function (r) {
+      showPreferences(r[0]);
+      r[1].notifications.forEach(function (n) { add(n, false); });
+      showUnread();
+      setState($('signed-in'), 'state', 'ready', 'Signed in as ' + UI.nameOf(s.sub, s.name) + '.');
+    });
+  }).catch(function (err) {
+    setState($('signed-in'), 'state', 'error', 'Could not load: ' + err.message);
   });
 })();

@@ -9,27 +9,31 @@
     var key = entry.status + '@' + entry.timestamp;
     if (seen[key]) return;
     seen[key] = true;
-    var li = Shop.el('li', {'data-status': entry.status});
-    li.appendChild(Shop.el('strong', {}, entry.status.replace(/_/g, ' ')));
-    li.appendChild(Shop.el('time', {}, ' ' + new Date(entry.timestamp).toLocaleString()));
-    if (entry.location && entry.location.address) li.appendChild(Shop.el('span', {class: 'where'}, ' · ' + entry.location.address));
-    if (entry.notes) li.appendChild(Shop.el('span', {class: 'notes'}, ' · ' + entry.notes));
+    var li = UI.el('li', {'data-status': entry.status});
+    li.appendChild(UI.el('strong', {}, UI.word(entry.status)));
+    li.appendChild(UI.time(entry.timestamp));
+    if (entry.location && entry.location.address) li.appendChild(UI.el('span', {class: 'where'}, entry.location.address));
+    if (entry.notes) li.appendChild(UI.el('span', {class: 'notes muted'}, ' · ' + entry.notes));
     $('timeline').appendChild(li);
     var status = $('status');
     status.dataset.status = entry.status;
-    status.textContent = entry.status.replace(/_/g, ' ');
+    status.className = UI.badge(entry.status).className;
+    status.textContent = UI.word(entry.status);
   }
 
-  var role = Shop.params.get('role') === 'admin' ? 'admin' : 'customer';
-  Shop.start(role, 'customer', ['order:' + orderId]).then(function (s) {
+  // Staff follow any order (?role=admin, as the console links it); a shopper their own.
+  var staff = UI.params.get('role') === 'admin';
+  var who = staff ? {sub: 'ops-admin', name: 'Operations'} : UI.shopper();
+  UI.start(staff ? 'admin' : 'customer', who, ['order:' + orderId]).then(function (s) {
     s.client.on('order_status_update', function (d) {
       add({status: d.current_status, timestamp: d.timestamp, location: d.location, notes: d.notes});
     });
     s.ready.then(function () {
-      return Shop.api(s.token, 'GET', '/api/v1/orders/' + encodeURIComponent(orderId));
+      return UI.api(s.token, 'GET', '/api/v1/orders/' + encodeURIComponent(orderId));
     }).then(function (r) {
       if (r.status !== 200) { $('status').textContent = r.body.error.message; return; }
-      $('carrier').textContent = (r.body.carrier || '') + ' ' + (r.body.tracking_number || '');
+      $('carrier').textContent = r.body.carrier ? 'With ' + r.body.carrier + ', tracking number ' +
+        (r.body.tracking_number || 'not given yet') : 'Not handed to a carrier yet.';
       r.body.history.forEach(add);
     }, function (err) { $('status').textContent = 'cannot follow this order: ' + err.message; });
   });

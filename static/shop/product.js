@@ -9,7 +9,8 @@
     var v = variants[0] || {available_quantity: 0, is_in_stock: false};
     var node = $('stock');
     node.dataset.available = String(v.available_quantity);
-    node.textContent = v.is_in_stock ? v.available_quantity + ' in stock' : 'Out of stock';
+    node.textContent = !v.is_in_stock ? 'Sold out' : v.available_quantity <= 5 ?
+      'Only ' + v.available_quantity + ' left' : v.available_quantity + ' in stock';
     $('reserve').disabled = !v.is_in_stock || !!reservation;
   }
 
@@ -42,14 +43,14 @@
   }
 
   function refresh() {
-    return Shop.api(session.token, 'GET', '/api/v1/products/' + encodeURIComponent(productId) + '/stock')
+    return UI.api(session.token, 'GET', '/api/v1/products/' + encodeURIComponent(productId) + '/stock')
       .then(function (r) { if (r.status === 200) showStock(r.body.variants); });
   }
 
   $('reserve').addEventListener('click', function () {
     var qty = parseInt($('quantity').value, 10) || 1;
     var key = 'page-' + Date.now() + '-' + Math.random().toString(16).slice(2);
-    Shop.api(session.token, 'POST', '/api/v1/reservations', {product_id: productId, quantity: qty},
+    UI.api(session.token, 'POST', '/api/v1/reservations', {product_id: productId, quantity: qty},
              {'Idempotency-Key': key}).then(function (r) {
       if (r.status === 201 || r.status === 200) {
         reservation = r.body;
@@ -65,16 +66,16 @@
   });
   $('buy').addEventListener('click', function () {
     if (!reservation) return;
-    Shop.api(session.token, 'POST', '/api/v1/reservations/' + reservation.reservation_id + '/commit')
+    UI.api(session.token, 'POST', '/api/v1/reservations/' + reservation.reservation_id + '/commit')
       .then(function (r) { finish(r.status === 200 ? 'Bought' : r.body.error.message, r.status === 200 ? 'bought' : 'error'); });
   });
   $('release').addEventListener('click', function () {
     if (!reservation) return;
-    Shop.api(session.token, 'DELETE', '/api/v1/reservations/' + reservation.reservation_id)
+    UI.api(session.token, 'DELETE', '/api/v1/reservations/' + reservation.reservation_id)
       .then(function () { finish('Released', 'released'); });
   });
 
-  Shop.start('customer', 'shopper-' + Math.random().toString(16).slice(2, 8), ['product:' + productId])
+  UI.start('customer', UI.shopper(), ['product:' + productId])
     .then(function (s) {
       session = s;
       s.client.on('inventory_update', function (data) {

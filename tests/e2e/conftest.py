@@ -6,7 +6,7 @@ import uuid
 import pytest
 from playwright.sync_api import Browser, expect, sync_playwright
 
-from tests.support.procs import WebServer
+from tests.support.procs import WebServer, Worker
 
 CHROMIUM = "/usr/bin/chromium"
 expect.set_options(timeout=15_000)
@@ -53,3 +53,12 @@ def web_b(stack_env, procs) -> WebServer:
 @pytest.fixture
 def topic() -> str:
     return f"product:demo-{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def chat_server(procs, stack_env):
+    """A web process and a routing + notifications worker, routing without its hold."""
+    env = {**stack_env, "SB_ROUTING_HOLD": "0"}
+    web = procs.start(WebServer(env, procs.log_dir, "web"))
+    procs.start(Worker(env, procs.log_dir, queues="routing,notifications", concurrency=2))
+    return web

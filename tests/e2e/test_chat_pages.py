@@ -4,31 +4,13 @@ from __future__ import annotations
 
 import uuid
 
-import pytest
 import requests
 from playwright.sync_api import Browser, Page, expect
 
 from tests.support.clients import auth
-from tests.support.procs import WebServer, Worker
+from tests.support.browser import new_page
 
 XSS = "<img src=x onerror=window.__pwned=1><script>window.__pwned=2</script><b id=injected>hi</b>"
-
-
-@pytest.fixture
-def chat_server(procs, stack_env):
-    env = {**stack_env, "SB_ROUTING_HOLD": "0"}
-    web = procs.start(WebServer(env, procs.log_dir, "web"))
-    procs.start(Worker(env, procs.log_dir, queues="routing,notifications", concurrency=2))
-    return web
-
-
-def new_page(browser: Browser) -> Page:
-    page = browser.new_context().new_page()
-    page.set_default_timeout(15_000)
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    page.errors = errors  # type: ignore[attr-defined]
-    return page
 
 
 def open_chat(browser: Browser, web) -> tuple[Page, Page, object]:

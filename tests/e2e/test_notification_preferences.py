@@ -48,7 +48,7 @@ def open_page(context, web, uid):
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     page.goto(f"{web.url}/notifications/preferences#token={token(uid)}")
-    expect(page.locator("#state")).to_have_attribute("data-state", "ready")
+    expect(page.locator("#signed-in")).to_have_attribute("data-state", "ready")
     return page, errors
 
 
@@ -73,7 +73,7 @@ def test_channels_on_and_off(context, web):
     page.check("input[value=sms]")
     expect(page.locator("#saved")).to_have_attribute("data-status", "saved")
     page.reload()
-    expect(page.locator("#state")).to_have_attribute("data-state", "ready")
+    expect(page.locator("#signed-in")).to_have_attribute("data-state", "ready")
     expect(page.locator("input[value=email]")).not_to_be_checked()
     expect(page.locator("input[value=sms]")).to_be_checked()
     assert not errors

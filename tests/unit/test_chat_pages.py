@@ -4,9 +4,11 @@ from __future__ import annotations
 
 def test_pages_and_widget_are_served(client):
     assert client.get("/chat/console?agent=agent-ann").status_code == 200
-    shop = client.get("/chat/shop?customer=<script>")
-    assert shop.status_code == 200 and b"<script>\"" not in shop.data
-    assert b'src="/static/chat/widget.js"' in shop.data
+    moved = client.get("/chat/shop?customer=<script>")   # the old widget demo is the shop now
+    assert moved.status_code == 302 and moved.headers["Location"] == "/shop/"
+    assert client.get("/chat/shop?customer=cu-1").headers["Location"] == "/shop/?sub=cu-1"
+    shop = client.get("/shop/")
+    assert shop.status_code == 200 and b"shop/widget-embed.js" in shop.data
     assert client.get("/static/chat/widget.js").status_code == 200
 
 
