@@ -47,3 +47,14 @@ def customer_view(session: Session, me: Any, customer_id: str) -> dict[str, Any]
     return {"customer": profile,
             "orders": list_orders(session, customer_id=customer_id, status=None, limit=20),
             "reservations": [reservation_json(r) | {"product_name": name} for r, name in holds]}
+
+
+def summaries(session: Session, ids: set[str]) -> dict[str, dict[str, Any]]:
+    """What a list (of conversations, of orders) shows of each customer: a name, VIP, language."""
+    if not ids:
+        return {}
+    rows = session.execute(select(User.id, User.name, Customer.name, Customer.is_vip, Customer.language)
+                           .join(Customer, Customer.user_id == User.id, isouter=True)
+                           .where(User.id.in_(ids))).all()
+    return {uid: {"name": store_name or token_name, "is_vip": bool(vip), "language": language}
+            for uid, token_name, store_name, vip, language in rows}

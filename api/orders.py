@@ -10,7 +10,7 @@ from typing import Literal
 from flask import Blueprint, request
 from pydantic import BaseModel, Field
 
-from actions import orders, tracking
+from actions import customers, orders, tracking
 from api.auth import require
 from api.errors import ApiError
 from api.ids import ID
@@ -107,8 +107,18 @@ class OrderListParams(BaseModel):
     limit: int = Field(default=50, ge=1, le=200)
 
 
+class CustomerSummary(BaseModel):
+    name: str | None
+    is_vip: bool
+    language: str | None
+
+
+class OrderListItem(OrderOut):
+    customer: CustomerSummary | None = None
+
+
 class OrderList(BaseModel):
-    orders: list[OrderOut]
+    orders: list[OrderListItem]
 
 
 @bp.get("/orders")
@@ -124,8 +134,9 @@ def list_orders(me, params: OrderListParams):
             raise ApiError(403, "forbidden", "only your own orders (agents: GET /customers/{id})")
         customer_id = me.id
     with current_services().session() as session:
-        return {"orders": orders.list_orders(session, customer_id=customer_id, status=params.status,
-                                             limit=params.limit)}
+        found = orders.list_orders(session, customer_id=customer_id, status=params.status, limit=params.limit)
+        people = customers.summaries(session, {o["customer_id"] for o in found})
+        return {"orders": [o | {"customer": people.get(o["customer_id"])} for o in found]}
 
 
 @bp.get("/orders/<id:order_id>")

@@ -11,11 +11,12 @@ from actions.chat.access import CLOSED, OPEN, access_conversation, access_own_ag
 from actions.chat.errors import ChatError
 from actions.chat.messages import send_in_transaction, system_message
 from actions.chat.shapes import conversation_json, iso, topic
+from actions.customers import summaries
 from actions.effects import enqueue
 from actions.routing import free_slot
 from broadcast import publish
 from broadcast.throttle import LocalThrottle
-from models import Agent, Conversation, Customer, Message, MessageReceipt, User, new_id, utcnow
+from models import Agent, Conversation, Customer, Message, MessageReceipt, new_id, utcnow
 from models.session import rowcount
 from models.chat import PRIORITIES
 
@@ -65,32 +66,23 @@ def list_conversations(session: Session, me: Any, *, status: str | None = None, 
     unread = unread_counts(session, me, [c.id for c in convs])
     if me.role == "customer":
         return [conversation_json(c, unread_count=unread.get(c.id, 0)) for c in convs]
-    people = customers_of(session, {c.customer_id for c in convs})
+    people = summaries(session, {c.customer_id for c in convs})
     last = last_messages(session, [c.id for c in convs])
     return [conversation_json(c, unread_count=unread.get(c.id, 0), customer=people.get(c.customer_id),
                               last_message=last.get(c.id)) for c in convs]
 
 
-def customers_of(session: Session, ids: set[str]) -> dict[str, dict[str, Any]]:
-    """What a list of conversations shows of each customer: a name, VIP, language."""
-    if not ids:
-        return {}
-    rows = session.execute(select(User.id, User.name, Customer.name, Customer.is_vip, Customer.language)
-                           .join(Customer, Customer.user_id == User.id, isouter=True)
-                           .where(User.id.in_(ids))).all()
-    return {uid: {"name": store_name or token_name, "is_vip": bool(vip), "language": language}
-            for uid, token_name, store_name, vip, language in rows}
-
-
 def last_messages(session: Session, conversation_ids: list[str]) -> dict[str, dict[str, Any]]:
-    """Each conversation's newest message a customer could see (not notes)."""
+    """Each conversation's newest message between the customer and the agents (not notes,
+    not the system's lines)."""
     if not conversation_ids:
         return {}
     ranked = (select(Message.conversation_id, Message.content, Message.sender_type, Message.created_at,
                      func.row_number().over(partition_by=Message.conversation_id,
                                             order_by=(Message.created_at.desc(), Message.id.desc()))
                      .label("n"))
-              .where(Message.conversation_id.in_(conversation_ids), Message.is_private.is_(False))
+              .where(Message.conversation_id.in_(conversation_ids), Message.is_private.is_(False),
+                     Message.sender_type != "system")
               .subquery())
     rows = session.execute(select(ranked.c.conversation_id, ranked.c.content, ranked.c.sender_type,
                                   ranked.c.created_at).where(ranked.c.n == 1)).all()

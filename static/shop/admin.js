@@ -171,7 +171,7 @@
       var link = el('td');
       link.appendChild(el('a', {href: '/shop/orders/' + encodeURIComponent(o.id) + '?role=admin'}, o.id));
       tr.appendChild(link);
-      tr.appendChild(el('td', {}, UI.nameOf(o.customer_id)));
+      tr.appendChild(el('td', {'class': 'customer'}, UI.nameOf(o.customer_id, o.customer && o.customer.name)));
       tr.appendChild(el('td', {'class': 'status'}));
       tr.appendChild(el('td', {'class': 'updated'}));
     }
