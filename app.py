@@ -17,7 +17,7 @@ from gunicorn.app.base import BaseApplication
 
 import realtime.chat_commands  # noqa: F401  (registers the chat's WebSocket commands)
 from api import broadcast as broadcast_api
-from api import (chat, chat_pages, dev, inventory, notification_pages, notifications, ops, orders,
+from api import (channels, chat, chat_pages, dev, inventory, notification_pages, notifications, ops, orders,
                  shop_pages, stats)
 from api.edges import MAX_BODY_BYTES, BodyLimit, StrictJSONProvider
 from api.errors import register_error_handlers
@@ -60,7 +60,7 @@ def create_app(settings: Settings | None = None, *, background: bool = True,
          supports_credentials=False, expose_headers=["Retry-After"])
     init_rate_limits(app, settings, services.redis)
     init_shell(app, settings)
-    for bp in (ops.bp, streams.bp, broadcast_api.bp, stats.bp, chat.bp, chat_pages.bp,
+    for bp in (ops.bp, streams.bp, broadcast_api.bp, stats.bp, chat.bp, channels.bp, chat_pages.bp,
                notifications.bp, notification_pages.bp, orders.bp, inventory.bp, shop_pages.bp):
         app.register_blueprint(bp)
     if not settings.production:

@@ -69,6 +69,14 @@ class ChatSettings:
     attachment_dir: str = ""                # default: ./var/attachments
     first_response_goal_seconds: int = 120  # the dashboard's goal line for first responses
     csat_goal: float = 4.5                  # and for the average rating
+    # LINE and Messenger as chat channels (PROTOCOL.md section 4; README: setting them up).
+    line_channel_secret: str = ""           # verifies X-Line-Signature; empty: the webhook is off
+    line_channel_access_token: str = ""     # bearer for LINE's push API
+    line_api_base: str = "https://api.line.me"
+    messenger_verify_token: str = ""        # Meta's GET verification; empty: the webhook is off
+    messenger_app_secret: str = ""          # verifies X-Hub-Signature-256
+    messenger_page_token: str = ""          # the Send API's access_token
+    messenger_api_base: str = "https://graph.facebook.com/v19.0"
 
 
 @dataclass(frozen=True)

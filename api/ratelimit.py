@@ -29,11 +29,12 @@ from api.auth import claims as token_claims
 from api.errors import ApiError, error_body
 from settings import Settings
 
-# Streams are capped per user by presence (realtime/presence.py); probes and assets are free.
+# Streams are capped per user by presence (realtime/presence.py); probes and assets are free;
+# the platforms' webhooks are signed, and a platform's bursts come from few addresses.
 MAX_LEASES = 100_000   # keys with a lease in one process; older windows are dropped past it
 
 EXEMPT_PATHS = ("/healthz", "/readyz", "/metrics", "/ws", "/events", "/poll", "/static/", "/vendor/",
-                "/favicon.")
+                "/favicon.", "/api/v1/channels/")
 
 # KEYS: per limit, its current and previous window's counter.
 # ARGV: per limit, amount, period (ms), the ms elapsed in its current window and the

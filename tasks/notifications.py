@@ -6,7 +6,9 @@ every action here is idempotent, so a redelivered or duplicated task is harmless
 from __future__ import annotations
 
 from actions import notifications_pipeline as pipeline
+from actions.chat import channels
 from actions.notifications_pipeline import RetryLater
+from providers.messaging import PlatformError, sender_for
 from tasks import celery_app
 
 STUCK_AFTER_SECONDS = 600.0
@@ -44,3 +46,27 @@ def sweep_stuck(self, older_than_seconds: float = STUCK_AFTER_SECONDS) -> int:
         deliver.apply_async(args=(notification_id, channel))
     return len(pairs)
 
+
+
+@celery_app.task(name="tasks.notifications.send_platform_message", bind=True, autoretry_for=(RetryLater,))
+def send_platform_message(self, message_id: str) -> str:
+    """An agent's answer to a LINE or Messenger customer, through the platform's send API:
+    `delivered` once accepted; retried while the platform may recover; a refusal for good
+    is kept on the message (`metadata.delivery_error`) and shown to the agents."""
+    services = self.services
+    with services.session() as session:
+        found = channels.outbound(session, message_id)
+    if found is None:
+        return "nothing to send"
+    platform, user_id, text = found
+    try:
+        sender_for(platform, services.settings).send(user_id, text)
+    except PlatformError as exc:
+        if exc.retryable and self.request.retries < self.max_retries:
+            raise RetryLater(str(exc)) from None
+        with services.session() as session:
+            channels.failed(session, message_id, str(exc))
+        return "failed"
+    with services.session() as session:
+        channels.delivered(session, message_id)
+    return "delivered"

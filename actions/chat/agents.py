@@ -31,7 +31,7 @@ def agent_json(agent: Agent) -> dict[str, Any]:
             "offline_since": iso(agent.offline_since)}
 
 
-def _ensure_user(session: Session, user_id: str, role: str, name: str | None = None) -> User:
+def ensure_user(session: Session, user_id: str, role: str, name: str | None = None) -> User:
     user = session.get(User, user_id)
     if user is None:
         user = User(id=user_id, role=role, name=name)
@@ -43,7 +43,7 @@ def _ensure_user(session: Session, user_id: str, role: str, name: str | None = N
 def put_agent(session: Session, agent_id: str, *, name: str | None, email: str | None,
               skills: list[str], concurrent_limit: int) -> tuple[Agent, bool]:
     """Create or update a profile; a lowered limit never evicts conversations already held."""
-    _ensure_user(session, agent_id, "agent", name)
+    ensure_user(session, agent_id, "agent", name)
     found = session.get(Agent, agent_id)
     created = found is None
     agent = found if found is not None else Agent(user_id=agent_id, status="offline",
@@ -73,7 +73,7 @@ def set_status(session: Session, agent_id: str, status: str, *, name: str | None
     if agent is None:
         if not create:
             raise ChatError(404, "agent_not_found", f"no agent {agent_id!r}")
-        _ensure_user(session, agent_id, "agent", name)
+        ensure_user(session, agent_id, "agent", name)
         agent = Agent(user_id=agent_id, name=name, skills=[], status="offline",
                       current_conversations=0, concurrent_limit=3)
         session.add(agent)
@@ -127,7 +127,7 @@ def connection_changed(session: Session, agent_id: str, online: bool,
 
 
 def put_customer(session: Session, customer_id: str, fields: dict[str, Any]) -> Customer:
-    _ensure_user(session, customer_id, "customer", fields.get("name"))
+    ensure_user(session, customer_id, "customer", fields.get("name"))
     customer = session.get(Customer, customer_id)
     if customer is None:
         customer = Customer(user_id=customer_id)

@@ -35,8 +35,10 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from actions.chat.access import CLOSED, access_conversation
 from actions.chat.errors import ChatError
+from actions.chat.platforms import platform_of
 from actions.chat.shapes import message_json, topic
 from actions.database import Database
+from actions.effects import enqueue
 from actions.notify import notify
 from broadcast import publish
 from models import Agent, Conversation, Message, new_id, utcnow
@@ -222,8 +224,11 @@ def send_in_transaction(session: Session, me: Any, conversation_id: str, content
         if conv.agent_id == me.id and conv.first_response_at is None:
             record_first_response(session, conversation_id, conv.assigned_at or conv.created_at,
                                   me.id, now)
-        _notify_if_offline(session, me, conversation_id, conv.customer_id, row["id"], content,
-                           is_online)
+        if platform_of(conv.customer_id) is not None:   # they read it in LINE or Messenger
+            enqueue("tasks.notifications.send_platform_message", row["id"], session=session)
+        else:
+            _notify_if_offline(session, me, conversation_id, conv.customer_id, row["id"], content,
+                               is_online)
     return data, True
 
 

@@ -25,6 +25,10 @@
     var li = el('li', {'data-id': c.id, 'data-selected': String(selected === c.id), 'data-status': c.status});
     var who = el('span', {'class': 'who'}, customerName(c));
     if (c.customer && c.customer.is_vip) who.appendChild(el('span', {'class': 'vip'}, 'VIP'));
+    var source = c.metadata && c.metadata.source;
+    if (source === 'line' || source === 'facebook') {
+      who.appendChild(el('span', {'class': 'source ' + source}, source === 'line' ? 'LINE' : 'Messenger'));
+    }
     li.appendChild(who);
     var side = el('span', {'class': 'side'});
     side.appendChild(UI.time(c.last_message_at || c.created_at));
@@ -114,6 +118,15 @@
       $('thread').scrollTop = $('thread').scrollHeight;
     }
     if (mine && !m.private) setStatus(li, m.status);
+    var error = m.content && m.content.metadata && m.content.metadata.delivery_error;
+    if (error) deliveryFailed(li, error);
+  }
+
+  /** An answer LINE or Messenger refused: shown on the message, with the platform's words. */
+  function deliveryFailed(li, error) {
+    if (li.getAttribute('data-delivery') === 'failed') return;
+    li.setAttribute('data-delivery', 'failed');
+    li.appendChild(el('span', {'class': 'delivery-error'}, 'Not delivered: ' + error));
   }
 
   /** What may be done with the open conversation, and a line saying why not. */
@@ -357,6 +370,9 @@
       if (preview && m.sender_type !== 'system') preview.textContent = (m.sender_id === agentId ? 'You: ' : '') + ((m.content && m.content.text) || '');
     });
     client.on('message:note', function (m) { if (m.conversation_id === selected) render(m); });
+    client.on('message:delivery_failed', function (d) {
+      if (threadSeen[d.message_id]) deliveryFailed(threadSeen[d.message_id], d.error);
+    });
     client.on('message:delivered', function (d) {
       if (d.user_id !== agentId && threadSeen[d.message_id]) setStatus(threadSeen[d.message_id], 'delivered');
     });
@@ -398,7 +414,8 @@
 
   var name = ($('me') && $('me').textContent) || agentId;
   UI.start('agent', {sub: agentId, name: name}, [],
-           {eventNames: ['conversation:waiting', 'conversation:resolved', 'message:note', 'conversation:rated']})
+           {eventNames: ['conversation:waiting', 'conversation:resolved', 'message:note', 'conversation:rated',
+                         'message:delivery_failed']})
     .then(function (s) {
       session = s;
       client = s.client;

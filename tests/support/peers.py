@@ -280,3 +280,62 @@ class SmsPeer(_HttpPeer):
             "sid": sid, "account_sid": self.sid, "to": form.get("To"), "from": form.get("From"),
             "body": form.get("Body"), "status": "queued", "num_segments": "1",
             "uri": f"/2010-04-01/Accounts/{self.sid}/Messages/{sid}.json"}
+
+
+class LinePeer(_HttpPeer):
+    """LINE's push API (POST /v2/bot/message/push): the channel access token as bearer,
+    `to` a user id and 1-5 messages; answers LINE's error bodies. A user id listed in
+    `refuse` is answered 400 as LINE answers an unknown user; `fail_next` answers 500 that
+    many times first."""
+
+    def __init__(self, token: str = "line-token") -> None:
+        super().__init__()
+        self.token, self.refuse, self.fail_next = token, set(), 0
+
+    def handle(self, method, path, headers, body):
+        if method != "POST" or path != "/v2/bot/message/push":
+            return 404, {}, {"message": "Not found"}
+        if headers.get("Authorization") != f"Bearer {self.token}":
+            return 401, {}, {"message": "Authentication failed. Confirm that the access token in the "
+                             "authorization header is valid."}
+        data = json.loads(body or b"{}")
+        messages = data.get("messages")
+        if not isinstance(data.get("to"), str) or not isinstance(messages, list) or not 1 <= len(messages) <= 5 \
+                or any(m.get("type") != "text" or not m.get("text") for m in messages):
+            return 400, {}, {"message": "The request body has 1 error(s)"}
+        if self.fail_next:
+            self.fail_next -= 1
+            return 500, {}, {"message": "An error occurred in the server"}
+        if data["to"] in self.refuse:
+            return 400, {}, {"message": "Failed to send messages"}
+        self.add(data)
+        return 200, {"Content-Type": "application/json", "x-line-request-id": uuid.uuid4().hex}, {"sentMessages": [
+            {"id": str(uuid.uuid4().int)[:18], "quoteToken": uuid.uuid4().hex}]}
+
+
+class MessengerPeer(_HttpPeer):
+    """Messenger's Send API (POST /v19.0/me/messages?access_token=): the page token, a
+    recipient id, a text message; answers Graph API's error bodies (an unknown recipient
+    is code 100, subcode 2018001)."""
+
+    def __init__(self, token: str = "page-token") -> None:
+        super().__init__()
+        self.token, self.refuse = token, set()
+
+    def handle(self, method, path, headers, body):
+        route, _, query = path.partition("?")
+        if method != "POST" or route != "/v19.0/me/messages":
+            return 404, {}, {"error": {"message": "Unknown path components", "type": "OAuthException", "code": 2500}}
+        if parse_qs(query).get("access_token") != [self.token]:
+            return 401, {}, {"error": {"message": "Invalid OAuth access token.", "type": "OAuthException",
+                                       "code": 190}}
+        data = json.loads(body or b"{}")
+        recipient = (data.get("recipient") or {}).get("id")
+        if not recipient or not (data.get("message") or {}).get("text"):
+            return 400, {}, {"error": {"message": "(#100) Invalid parameter", "type": "OAuthException", "code": 100}}
+        if recipient in self.refuse:
+            return 400, {}, {"error": {"message": "(#100) No matching user found", "type": "OAuthException",
+                                       "code": 100, "error_subcode": 2018001}}
+        self.add(data)
+        return 200, {"Content-Type": "application/json"}, {"recipient_id": recipient,
+                                                           "message_id": "m_" + uuid.uuid4().hex}
