@@ -92,6 +92,13 @@ def agent_watching(web, conversation_ids: list[str]) -> tuple[str, WsClient]:
     return agent, watcher
 
 
+def resolve(web, *conversation_ids: str) -> None:
+    """The session's database is shared: leave no conversation to be requeued for another
+    test's agent once this one's agent has gone."""
+    for cid in conversation_ids:
+        requests.post(f"{web.url}/api/v1/conversations/{cid}/resolve", headers=ADMIN, timeout=10).raise_for_status()
+
+
 def seen(watcher: WsClient, wanted: set[tuple[str, str]], key: str = "message_id",
          timeout: float = 60) -> dict[tuple[str, str], dict]:
     """Waits for every (event, id) in `wanted`, in any order; their frames."""
@@ -140,6 +147,7 @@ def test_line_messages_open_one_conversation_stored_once_and_answers_go_back(web
     assert pushed["to"] == user and pushed["messages"] == [{"type": "text", "text": "It ships today."}]
     stored = next(m for m in messages(web, conv["id"]) if m["id"] == reply.json()["id"])
     assert stored["status"] == "delivered"
+    resolve(web, conv["id"])
 
 
 def test_a_refused_answer_is_kept_on_the_message_and_a_failing_platform_is_retried(web, platforms):
@@ -162,6 +170,7 @@ def test_a_refused_answer_is_kept_on_the_message_and_a_failing_platform_is_retri
         watcher.close()
     kept = next(m for m in messages(web, convs[gone]) if m["id"] == sent[gone]["id"])
     assert kept["status"] == "sent" and "400" in kept["content"]["metadata"]["delivery_error"]
+    resolve(web, *convs.values())
 
 
 def test_messenger_verification_webhook_and_send_api(web, platforms):
@@ -191,3 +200,4 @@ def test_messenger_verification_webhook_and_send_api(web, platforms):
         watcher.close()
     (sent,) = messenger.wait_for(lambda items: len(items) >= 1)
     assert sent == {"recipient": {"id": psid}, "messaging_type": "RESPONSE", "message": {"text": "Yes, in 2 days."}}
+    resolve(web, conv["id"])
