@@ -110,6 +110,11 @@ class NotificationSettings:
     sms_from: str = ""
     fcm_credentials_file: str = ""   # a service-account JSON; empty = FCM off
     fcm_base_url: str = ""           # empty = Google's endpoint; a stand-in's URL in tests
+    apns_key_file: str = ""          # the .p8 signing key from Apple; empty = APNs off
+    apns_key_id: str = ""            # its Key ID (the JWT's kid)
+    apns_team_id: str = ""           # the developer team (the JWT's iss)
+    apns_topic: str = ""             # the app's bundle id
+    apns_base: str = "https://api.push.apple.com"   # https://api.sandbox.push.apple.com for development
     vapid_private_key: str = ""      # PEM, a PEM file's path, or base64url raw; see providers/webpush.py
     vapid_public_key: str = ""       # base64url uncompressed point (the browser's applicationServerKey)
     vapid_subject: str = "mailto:ops@switchboard.local"

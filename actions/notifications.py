@@ -282,14 +282,15 @@ def remove_push_subscription(session: Session, user_id: str, endpoint: str) -> b
     return True
 
 
-def add_device(session: Session, user_id: str, token: str, platform: str) -> tuple[DeviceToken, bool]:
+def add_device(session: Session, user_id: str, token: str, platform: str,
+               provider: str = "fcm") -> tuple[DeviceToken, bool]:
     device = session.scalar(select(DeviceToken).where(DeviceToken.token == token))
     created = device is None
     if device is None:
-        device = DeviceToken(user_id=user_id, token=token, platform=platform)
+        device = DeviceToken(user_id=user_id, token=token, platform=platform, provider=provider)
         session.add(device)
     else:
-        device.user_id, device.platform = user_id, platform
+        device.user_id, device.platform, device.provider = user_id, platform, provider
     session.flush()
     return device, created
 

@@ -219,6 +219,7 @@ def vapid_public_key(me):
 class DeviceIn(BaseModel):
     token: str = Field(min_length=8, max_length=1000)
     platform: Literal["android", "ios", "web"]
+    provider: Literal["fcm", "apns"] = "fcm"   # apns: a device token sent to Apple straight from here
 
 
 class DeviceDelete(BaseModel):
@@ -231,10 +232,11 @@ class DeviceDelete(BaseModel):
 @responds(201, description="registered")
 @responds(200, description="already registered: updated")
 def add_device(me, payload: DeviceIn):
-    """Register an FCM registration token of the caller's device."""
+    """Register a push token of the caller's device: FCM's (default), or an APNs device token."""
     with current_services().session() as session:
-        device, created = notes.add_device(session, me.id, payload.token, payload.platform)
-        return {"id": device.id, "platform": device.platform}, 201 if created else 200
+        device, created = notes.add_device(session, me.id, payload.token, payload.platform, payload.provider)
+        return {"id": device.id, "platform": device.platform, "provider": device.provider}, \
+            201 if created else 200
 
 
 @bp.delete("/me/devices")

@@ -14,6 +14,7 @@ from models.types import UTCDateTime, one_of
 
 PRIORITIES = ("low", "normal", "high")
 PLATFORMS = ("android", "ios", "web")
+DEVICE_PROVIDERS = ("fcm", "apns")
 DELIVERY_STATUSES = ("queued", "sent", "failed", "skipped", "expired")
 CHANNELS = ("push", "email", "sms", "websocket")
 
@@ -112,11 +113,13 @@ class WebPushSubscription(Base):
 
 
 class DeviceToken(Base):
-    """An FCM registration token."""
+    """An app's push token: an FCM registration token, or an APNs device token sent to
+    straight from here (`provider`)."""
 
     __tablename__ = "device_tokens"
     __table_args__ = (
         CheckConstraint(one_of("platform", PLATFORMS), name="platform"),
+        CheckConstraint(one_of("provider", DEVICE_PROVIDERS), name="provider"),
         Index(None, "user_id"),
     )
 
@@ -124,6 +127,7 @@ class DeviceToken(Base):
     user_id: Mapped[str] = mapped_column(String(64))
     token: Mapped[str] = mapped_column(String(1024), unique=True)
     platform: Mapped[str] = mapped_column(String(16))
+    provider: Mapped[str] = mapped_column(String(8), default="fcm", server_default="fcm")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 

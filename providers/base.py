@@ -11,9 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from models import Customer, User
+from models import Customer, DeviceToken, User
 
 
 @dataclass(frozen=True)
@@ -89,3 +90,16 @@ def contact_of(session: Session, user_id: str) -> tuple[str | None, str | None]:
     email = (customer.email if customer else None) or (user.email if user else None)
     phone = (customer.phone if customer else None) or (user.phone if user else None)
     return email, phone
+
+
+def device_targets(session: Session, user_id: str, provider: str) -> list[Target]:
+    """A user's app devices registered with `provider` (fcm, apns), as targets keyed by it."""
+    devices = session.scalars(select(DeviceToken).where(DeviceToken.user_id == user_id,
+                                                        DeviceToken.provider == provider)
+                              .order_by(DeviceToken.token)).all()
+    return [Target(f"{provider}:{d.token[:1000]}", d.token, {"platform": d.platform}) for d in devices]
+
+
+def forget_device(session: Session, provider: str, token: str) -> None:
+    """A device token its service reported gone."""
+    session.execute(delete(DeviceToken).where(DeviceToken.token == token, DeviceToken.provider == provider))

@@ -1,6 +1,7 @@
-"""Which providers deliver a notification channel (push has two: web push and FCM)."""
+"""Which providers deliver a notification channel (push has three: web push, FCM, APNs)."""
 from __future__ import annotations
 
+from providers.apns import ApnsProvider
 from providers.base import Provider
 from providers.email import EmailProvider
 from providers.fcm import FcmProvider
@@ -10,7 +11,7 @@ from providers.websocket import WebSocketProvider
 from settings import Settings
 
 _CHANNELS = {
-    "push": (WebPushProvider, FcmProvider),
+    "push": (WebPushProvider, FcmProvider, ApnsProvider),
     "email": (EmailProvider,),
     "sms": (SmsProvider,),
     "websocket": (WebSocketProvider,),

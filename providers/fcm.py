@@ -13,11 +13,9 @@ from datetime import timedelta
 
 import firebase_admin
 from firebase_admin import credentials, exceptions, messaging
-from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from models import DeviceToken
-from providers.base import Content, Gone, Permanent, Target, Transient
+from providers.base import Content, Gone, Permanent, Target, Transient, device_targets, forget_device
 from settings import Settings
 
 ANDROID_PRIORITY = {"low": "normal", "normal": "normal", "high": "high"}
@@ -56,11 +54,7 @@ class FcmProvider:
         return bool(self.settings.notifications.fcm_credentials_file)
 
     def targets(self, session: Session, user_id: str) -> list[Target]:
-        if not self.configured():
-            return []
-        devices = session.scalars(select(DeviceToken).where(DeviceToken.user_id == user_id)
-                                  .order_by(DeviceToken.token)).all()
-        return [Target("fcm:" + d.token[:1000], d.token, {"platform": d.platform}) for d in devices]
+        return device_targets(session, user_id, "fcm") if self.configured() else []
 
     def message(self, target: Target, content: Content) -> messaging.Message:
         ttl = max(0, content.ttl)
@@ -107,4 +101,4 @@ class FcmProvider:
             raise Permanent(f"fcm: {exc}") from None
 
     def forget(self, session: Session, target: Target) -> None:
-        session.execute(delete(DeviceToken).where(DeviceToken.token == target.address))
+        forget_device(session, "fcm", target.address)
