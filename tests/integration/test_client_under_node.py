@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import queue
-import shutil
 import subprocess
 import threading
 import uuid
@@ -14,19 +13,15 @@ from pathlib import Path
 import pytest
 
 from tests.support.clients import publish
-from tests.support.procs import ROOT, WebServer
+from tests.support.node import NODE_DIR, node_modules
+from tests.support.procs import WebServer
 from tests.support.proxy import CuttableProxy
 
-NODE_DIR = ROOT / "tests" / "node"
 
 
 @pytest.fixture(scope="module")
-def node_modules() -> Path:
-    assert shutil.which("node") and shutil.which("npm"), "node and npm are needed (Debian: nodejs, npm)"
-    if not (NODE_DIR / "node_modules" / "ws").is_dir():
-        subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--silent"], cwd=NODE_DIR, check=True,
-                       timeout=300)
-    return NODE_DIR / "node_modules"
+def modules() -> Path:
+    return node_modules()
 
 
 class Lines:
@@ -53,7 +48,7 @@ class Lines:
                 return item
 
 
-def test_connect_events_lose_the_network_resume_without_gap_and_refresh(node_modules, procs, stack_env):
+def test_connect_events_lose_the_network_resume_without_gap_and_refresh(modules, procs, stack_env):
     web = procs.start(WebServer(stack_env, procs.log_dir, "web"))
     proxy = CuttableProxy(web.port)
     topic = f"product:rn-{uuid.uuid4().hex[:8]}"
