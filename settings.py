@@ -42,6 +42,7 @@ class RealtimeSettings:
     FLAT_PREFIX: ClassVar[str] = ""
     outbox_limit: int = 1024          # frames queued for one slow connection, then 1013
     max_frame_bytes: int = 64 * 1024  # a client frame larger than this is refused
+    ws_compression: bool = True       # permessage-deflate when a client offers it (BENCHMARKS.md)
     client_rate: float = 50.0         # client frames per second, sustained
     client_burst: int = 200           # client frames allowed in a burst before 1008
     heartbeat_seconds: float = 25.0

@@ -18,7 +18,7 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
-from broadcast.wsframes import text_header
+from broadcast.wsframes import deflated_text_frame, text_header
 
 # Bare "0-0" is what a client may write for "from the start of what you keep";
 # every cursor the server issues names its epoch: "<ms>-<seq>:<epoch>".
@@ -150,6 +150,7 @@ class Event:
     reset_to: tuple[int, int] | None = None   # `stream:reset`: where live delivery goes on from
     _key: tuple[int, int] | None = field(default=None, repr=False)
     _ws: bytes | None = field(default=None, repr=False)
+    _ws_deflated: bytes | None = field(default=None, repr=False)
 
     @property
     def key(self) -> tuple[int, int] | None:
@@ -166,6 +167,14 @@ class Event:
             payload = utf8(self.frame)
             self._ws = text_header(len(payload)) + payload
         return self._ws
+
+    @property
+    def ws_deflated(self) -> bytes:
+        """The same frame deflated (permessage-deflate without context takeover): built
+        once per event, for every subscriber that agreed to compression."""
+        if self._ws_deflated is None:
+            self._ws_deflated = deflated_text_frame(utf8(self.frame))
+        return self._ws_deflated
 
     @property
     def data(self) -> Any:

@@ -45,23 +45,26 @@ class WebSocketConnection(OwnedConnection):
     transport = "ws"
     # A close frame sent, how long the client has to answer before the socket is shut anyway.
     END_WAIT_S = 2.0
-    __slots__ = ("bucket", "decoder", "on_text", "_ops", "_worker")
+    __slots__ = ("bucket", "decoder", "on_text", "deflate", "_ops", "_worker")
 
     def __init__(self, user: Any, sock: Any, *, outbox_limit: int, max_frame_bytes: int,
-                 rate: float, burst: int, expires_at: float = math.inf,
+                 rate: float, burst: int, expires_at: float = math.inf, deflate: bool = False,
                  on_text: OnText, on_close: Callable[[WebSocketConnection], None]) -> None:
         """`on_text(conn, text)` runs each text message in order, on a greenlet of its own
-        (it may block; it must not raise). The rest as `OwnedConnection`."""
+        (it may block; it must not raise). `deflate`: permessage-deflate was agreed, so
+        events go out compressed and the client's compressed messages are inflated.
+        The rest as `OwnedConnection`."""
         super().__init__(user, sock, outbox_limit=outbox_limit, expires_at=expires_at,
                          on_close=on_close)
         self.bucket = TokenBucket(rate, burst)
-        self.decoder = FrameDecoder(max_frame_bytes)
+        self.decoder = FrameDecoder(max_frame_bytes, deflate)
         self.on_text = on_text
+        self.deflate = deflate
         self._ops: deque[str] | None = None
         self._worker = None
 
     def wire(self, ev: Event) -> bytes:
-        return ev.ws_bytes
+        return ev.ws_deflated if self.deflate else ev.ws_bytes
 
     def offer(self, ev: Event) -> None:
         """`Connection.offer`, its common case written out: this is fan-out's inner loop,
@@ -79,7 +82,7 @@ class WebSocketConnection(OwnedConnection):
             self.positions[topic] = key
         elif ev.reset_to is not None:
             self.positions[topic] = ev.reset_to
-        data = ev.ws_bytes
+        data = ev.ws_deflated if self.deflate else ev.ws_bytes
         if self.closed or self._outbox or not self.started:
             self.write(data)
             return

@@ -13,11 +13,17 @@ reason)), or raises `ProtocolError` with the close code the connection should
 end with. A message over the size limit is not buffered: its bytes are
 dropped as they arrive and it comes out as TOO_LARGE, so the connection can
 answer it and stay open (PROTOCOL.md section 3).
+
+permessage-deflate (RFC 7692), when the handshake agreed it, is always without
+context takeover either way: each message is deflated on its own, so an event's
+compressed frame is the same bytes for every subscriber (built once, as the plain
+one is) and a connection keeps no zlib state between messages.
 """
 from __future__ import annotations
 
 import codecs
 import struct
+import zlib
 
 TEXT, BINARY, CLOSE, PING, PONG = 0x1, 0x2, 0x8, 0x9, 0xA
 TOO_LARGE = -1
@@ -36,13 +42,36 @@ class ProtocolError(Exception):
         self.code, self.reason = code, reason
 
 
-def text_header(length: int) -> bytes:
-    """Header of an unmasked, final text frame (server to client)."""
+def text_header(length: int, first: int = 0x81) -> bytes:
+    """Header of an unmasked, final text frame (server to client); `first` 0xC1 marks
+    its payload deflated (RSV1)."""
     if length < 126:
-        return struct.pack("!BB", 0x81, length)
+        return struct.pack("!BB", first, length)
     if length < 1 << 16:
-        return struct.pack("!BBH", 0x81, 126, length)
-    return struct.pack("!BBQ", 0x81, 127, length)
+        return struct.pack("!BBH", first, 126, length)
+    return struct.pack("!BBQ", first, 127, length)
+
+
+_TAIL = b"\x00\x00\xff\xff"
+
+
+def deflated_text_frame(payload: bytes, level: int = 6) -> bytes:
+    """A final text frame whose payload is deflated on its own (RFC 7692 7.2.1)."""
+    packer = zlib.compressobj(level, zlib.DEFLATED, -zlib.MAX_WBITS)
+    body = packer.compress(payload) + packer.flush(zlib.Z_SYNC_FLUSH)
+    if body.endswith(_TAIL):
+        body = body[:-4]
+    return text_header(len(body), 0xC1) + body
+
+
+def inflate_message(body: bytes, limit: int) -> bytes | None:
+    """A deflated message's bytes, or None past `limit` (never inflated further)."""
+    unpacker = zlib.decompressobj(-zlib.MAX_WBITS)
+    try:
+        out = unpacker.decompress(body + _TAIL, limit + 1)
+    except zlib.error:
+        raise ProtocolError(1007, "a compressed message does not inflate") from None
+    return None if len(out) > limit or unpacker.unconsumed_tail else out
 
 
 def control_frame(opcode: int, payload: bytes = b"") -> bytes:
@@ -70,11 +99,13 @@ class FrameDecoder:
     fragments, as the RFC allows.
     """
 
-    __slots__ = ("max_message", "_buf", "_parts", "_size", "_utf8", "_opcode", "_skip",
-                 "_skip_fin", "_oversized")
+    __slots__ = ("max_message", "deflate", "_buf", "_parts", "_size", "_utf8", "_opcode", "_skip",
+                 "_skip_fin", "_oversized", "_deflated")
 
-    def __init__(self, max_message: int) -> None:
+    def __init__(self, max_message: int, deflate: bool = False) -> None:
         self.max_message = max_message
+        self.deflate = deflate      # permessage-deflate agreed: RSV1 marks a deflated message
+        self._deflated = False      # the message in progress is deflated
         self._buf = b""             # bytes of an incomplete frame
         self._parts: list[str] | None = None   # a fragmented text message so far
         self._size = 0
@@ -99,8 +130,8 @@ class FrameDecoder:
         pos, end = 0, len(buf)
         while end - pos >= 2:
             b0, b1 = buf[pos], buf[pos + 1]
-            if b0 & 0x70:
-                raise ProtocolError(1002, "reserved bits set (no extension was agreed)")
+            if b0 & 0x70 and (b0 & 0x70 != 0x40 or not self.deflate or b0 & 0x0F not in (TEXT, BINARY)):
+                raise ProtocolError(1002, "reserved bits set that no agreed extension uses")
             if not b1 & 0x80:
                 raise ProtocolError(1002, "client frames must be masked")
             fin, opcode, length = b0 & 0x80, b0 & 0x0F, b1 & 0x7F
@@ -132,7 +163,7 @@ class FrameDecoder:
                 self._skip, self._skip_fin, self._oversized = length - dropped, bool(fin), True
                 if opcode != _CONTINUATION:
                     self._opcode = opcode
-                self._parts, self._utf8, self._size = None, None, 0
+                self._parts, self._utf8, self._size, self._deflated = None, None, 0, False
                 if self._skip:
                     break
                 self._end_skipped(out)
@@ -143,7 +174,7 @@ class FrameDecoder:
             start = pos + head + 4
             payload = _unmask(buf[start:start + length], mask)
             pos = start + length
-            message = self._frame(fin, opcode, payload)
+            message = self._frame(fin, opcode, payload, bool(b0 & 0x40))
             if message is not None:
                 out.append(message)
                 if message[0] == CLOSE:
@@ -166,7 +197,7 @@ class FrameDecoder:
         out.append((TOO_LARGE, None))
         return True
 
-    def _frame(self, fin: int, opcode: int, payload: bytes) -> tuple[int, object] | None:
+    def _frame(self, fin: int, opcode: int, payload: bytes, rsv1: bool = False) -> tuple[int, object] | None:
         if opcode in _CONTROL:
             if opcode != CLOSE:
                 return opcode, payload
@@ -181,6 +212,8 @@ class FrameDecoder:
                 raise ProtocolError(1007, "a close reason must be UTF-8") from None
             return CLOSE, (code, reason)
         self._check_order(opcode)
+        if rsv1 or (opcode == _CONTINUATION and self._deflated):
+            return self._deflated_frame(fin, opcode, payload)
         if opcode == _CONTINUATION:
             pass
         elif fin:   # the common case: a whole message in one frame
@@ -207,3 +240,24 @@ class FrameDecoder:
         kind, text = self._opcode, "".join(self._parts)
         self._parts, self._utf8, self._size, self._opcode = None, None, 0, 0
         return (TEXT, text) if kind == TEXT else (BINARY, None)
+
+    def _deflated_frame(self, fin: int, opcode: int, payload: bytes) -> tuple[int, object] | None:
+        """A frame of a deflated message: its bytes gathered, inflated once it ends."""
+        if opcode != _CONTINUATION:
+            self._parts, self._size, self._opcode, self._deflated = [], 0, opcode, True
+        assert self._parts is not None
+        self._size += len(payload)
+        self._parts.append(payload)   # type: ignore[arg-type]
+        if not fin:
+            return None
+        kind, body = self._opcode, b"".join(self._parts)   # type: ignore[arg-type]
+        self._parts, self._size, self._opcode, self._deflated = None, 0, 0, False
+        inflated = inflate_message(body, self.max_message)
+        if inflated is None:
+            return TOO_LARGE, None
+        if kind == BINARY:
+            return BINARY, None
+        try:
+            return TEXT, inflated.decode("utf-8")
+        except UnicodeDecodeError:
+            raise ProtocolError(1007, "text frames must be UTF-8") from None

@@ -24,9 +24,29 @@ def accept_key(key: str) -> bytes:
     return base64.b64encode(hashlib.sha1(key.encode("ascii") + _GUID).digest())
 
 
-def handshake_response(key: str) -> bytes:
+# What is answered to a permessage-deflate offer: each message deflated on its own, both
+# ways, so an event is compressed once for all its subscribers (broadcast/wsframes.py).
+DEFLATE = b"permessage-deflate; server_no_context_takeover; client_no_context_takeover"
+
+
+def handshake_response(key: str, deflate: bool = False) -> bytes:
     return (b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-            b"Sec-WebSocket-Accept: " + accept_key(key) + b"\r\n\r\n")
+            b"Sec-WebSocket-Accept: " + accept_key(key) + b"\r\n"
+            + (b"Sec-WebSocket-Extensions: " + DEFLATE + b"\r\n" if deflate else b"") + b"\r\n")
+
+
+def deflate_offered(header: str) -> bool:
+    """Whether one of the client's offers is permessage-deflate as we speak it: any, unless
+    it limits our window (server_max_window_bits below 15), which a shared frame cannot."""
+    for offer in header.split(","):
+        name, *params = [p.strip() for p in offer.split(";")]
+        if name.lower() != "permessage-deflate":
+            continue
+        limits = [p.split("=", 1)[1].strip('" ') for p in params
+                  if p.lower().startswith("server_max_window_bits") and "=" in p]
+        if all(limit == "15" for limit in limits):
+            return True
+    return False
 
 
 def _check_key(environ: dict) -> str:
@@ -56,14 +76,16 @@ class WebSocketEndpoint:
         services, settings = self.services, self.services.settings
         me = caller_of(environ, services)
         key = _check_key(environ)
+        deflate = settings.realtime.ws_compression and \
+            deflate_offered(environ.get("HTTP_SEC_WEBSOCKET_EXTENSIONS", ""))
 
         def make(sock) -> WebSocketConnection:
             limits = settings.realtime
             return WebSocketConnection(
                 me, sock, outbox_limit=limits.outbox_limit, max_frame_bytes=limits.max_frame_bytes,
-                rate=limits.client_rate, burst=limits.client_burst, expires_at=me.exp,
+                rate=limits.client_rate, burst=limits.client_burst, expires_at=me.exp, deflate=deflate,
                 on_text=self._on_text, on_close=self._closed)
 
         conn = open_owned(services, self.admission, me, environ, make,
                           lambda c: services.hub.join(c, f"user:{me.id}", None, None))
-        return conn, handshake_response(key)
+        return conn, handshake_response(key, deflate)
