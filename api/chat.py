@@ -65,7 +65,10 @@ class ConversationIn(Strict):
     tags: list[str] = Field(default_factory=list, max_length=20)
     priority: Literal["low", "medium", "high", "urgent"] = "medium"
     metadata: Metadata = Field(default_factory=Metadata)
-    text: str | None = Field(default=None, min_length=1, max_length=messages.MAX_TEXT)
+    # Some character that is not whitespace (Python's, which counts \x1c-\x1f and \x85 too):
+    # a blank first message is refused by the schema, as the domain refuses it.
+    text: str | None = Field(default=None, min_length=1, max_length=messages.MAX_TEXT,
+                             pattern=r"[^\s\x1c-\x1f\x85]")
 
 
 class ConversationOut(BaseModel):
