@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import redis
 from sqlalchemy import text, update
@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 import broadcast
 import tasks
 from actions import effects
+from actions.chat.attachments import DatabaseStorage, Storages
 from actions.presence import announce_many
 from broadcast.bus import Bus, MemoryBus
 from broadcast.hub import Hub
@@ -134,6 +135,7 @@ class Services:
     throttle: object = None   # at most once per interval per key (broadcast/throttle.py)
     engine: Engine | None = None
     autocommit_engine: Engine | None = None
+    attachments: Storages = field(default_factory=lambda: Storages(DatabaseStorage()))
 
     @contextmanager
     def session(self) -> Iterator[Session]:
@@ -169,7 +171,8 @@ class Services:
                     else LocalThrottle())
         services = cls(settings=settings, sessions=sessions, bus=bus, engine=engine,
                        autocommit_engine=engine.execution_options(isolation_level="AUTOCOMMIT"),
-                       users=UserRegistry(sessions), redis=client, throttle=throttle)
+                       users=UserRegistry(sessions), redis=client, throttle=throttle,
+                       attachments=attachment_storages(settings))
         # The ports through which the domain and the tasks reach this process's parts.
         broadcast.use_bus(bus)
         effects.use_sender(tasks.send)
@@ -193,6 +196,21 @@ class Services:
         with self.session() as session:
             announce_many(session, [(user_id, online)], self.settings.chat.agent_grace_seconds,
                           {user_id: role} if role else None)
+
+
+def attachment_storages(settings: Settings) -> Storages:
+    """Where attachments go (SB_ATTACHMENT_STORAGE), and S3 for reading when a bucket is set."""
+    chosen = settings.chat.attachment_storage
+    if chosen not in ("database", "s3"):
+        raise RuntimeError(f"SB_ATTACHMENT_STORAGE must be database or s3, not {chosen!r}")
+    database = DatabaseStorage()
+    if chosen == "database" and not settings.chat.attachment_s3_bucket:
+        return Storages(database)
+    # boto3 costs a process 26 MB and a quarter of a second to import: only a shop that
+    # keeps attachments in S3 pays for it.
+    from providers.s3_storage import S3Storage
+    s3 = S3Storage(settings)
+    return Storages(s3, {"database": database}) if chosen == "s3" else Storages(database, {"s3": s3})
 
 
 _current: Services | None = None

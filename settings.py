@@ -67,7 +67,14 @@ class ChatSettings:
     unanswered_timeout_seconds: int = 0     # customer message unanswered this long: re-route (0 = off)
     attachment_max_bytes: int = 900_000     # under the 1 MiB request cap
     attachment_types: str = "image/png,image/jpeg,image/gif,image/webp,application/pdf,text/plain"
-    attachment_dir: str = ""                # default: ./var/attachments
+    # Where attachments' bytes live, shared by every process: "database" (the default: a
+    # table beside the messages) or "s3" (any S3-compatible store, through boto3; credentials
+    # from boto3's own chain: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, a profile or a role).
+    attachment_storage: str = "database"
+    attachment_s3_bucket: str = ""
+    attachment_s3_prefix: str = "attachments/"
+    attachment_s3_endpoint_url: str = ""    # MinIO, R2, ...; empty: AWS itself
+    attachment_s3_region: str = ""
     first_response_goal_seconds: int = 120  # the dashboard's goal line for first responses
     csat_goal: float = 4.5                  # and for the average rating
     # LINE and Messenger as chat channels (PROTOCOL.md section 4; README: setting them up).

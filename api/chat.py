@@ -17,7 +17,7 @@ from actions import customers, routing
 from actions.chat import agents as chat_agents
 from actions.chat import conversations, messages, receipts
 from actions.chat.access import access_conversation
-from actions.chat.attachments import read_attachment, storage_for, upload_attachment
+from actions.chat.attachments import disposition, find_attachment, read_attachment, upload_attachment
 from actions.chat.shapes import conversation_json
 from api.auth import require
 from api.errors import ApiError
@@ -354,31 +354,35 @@ def rating(me, cid: str, payload: RatingIn):
 @bp.post("/conversations/<id:cid>/attachments")
 @require()
 @multipart("file")
-@responds(201, description="stored: the attachment to put in a message's content")
+@responds(201, description="stored: put its id in a message's content.attachments")
+@responds(413, None, "over SB_ATTACHMENT_MAX_BYTES")
+@responds(415, None, "its bytes are not of a type SB_ATTACHMENT_TYPES accepts")
 def upload(me, cid: str):
-    """Upload a file (multipart `file`); returns the attachment to put in a message's content."""
-    settings = current_services().settings
+    """Upload a file (multipart `file`) for this conversation; send it as `{"id": ...}` in a
+    message's `content.attachments`. Its type is read from its bytes, not from the name."""
+    services = current_services()
     f = request.files.get("file")
     if f is None or not f.filename:
         raise ApiError(400, "missing_file", "send the file as multipart form field 'file'")
-    data = f.read(settings.chat.attachment_max_bytes + 1)
-    return run(lambda s: attachment_upload(s, me, cid, f.filename, f.mimetype, data, settings)), 201
-
-
-def attachment_upload(session, me, cid, filename, content_type, data, settings):
-    return upload_attachment(session, me, cid, filename, content_type, data,
-                             storage_for(settings), settings)
+    data = f.read(services.settings.chat.attachment_max_bytes + 1)
+    return run(lambda s: upload_attachment(s, me, cid, f.filename, data, services.attachments,
+                                           services.settings)), 201
 
 
 @bp.get("/attachments/<id:aid>")
 @require(allow_query=True)
 def download(me, aid: str):
-    """An attachment's bytes (participants of its conversation)."""
-    settings = current_services().settings
-    att, data = run(lambda s: read_attachment(s, me, aid, storage_for(settings)))
+    """An attachment's bytes (participants of its conversation, admins): images inline,
+    other files as downloads. An id's bytes never change, so a browser keeps them."""
+    services = current_services()
+    if request.if_none_match.contains(aid):
+        run(lambda s: find_attachment(s, me, aid))   # still theirs to see
+        return Response(status=304, headers={"ETag": f'"{aid}"'})
+    att, data = run(lambda s: read_attachment(s, me, aid, services.attachments))
     return Response(data, mimetype=att["content_type"], headers={
-        "Content-Disposition": f'attachment; filename="{att["safe_name"]}"',
-        "X-Content-Type-Options": "nosniff"})
+        "Content-Disposition": disposition(att), "X-Content-Type-Options": "nosniff",
+        "Content-Security-Policy": "default-src 'none'; sandbox", "ETag": f'"{aid}"',
+        "Cache-Control": "private, max-age=31536000, immutable"})
 
 
 # ---- agents, customers, canned responses -------------------------------------------------

@@ -4,8 +4,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import (JSON, Boolean, CheckConstraint, Float, ForeignKey, Index, Integer, String,
-                        Text, UniqueConstraint, false, text)
+from sqlalchemy import (JSON, Boolean, CheckConstraint, Float, ForeignKey, Index, Integer, LargeBinary,
+                        String, Text, UniqueConstraint, false, text)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, new_id, utcnow
@@ -157,4 +157,16 @@ class Attachment(Base):
     content_type: Mapped[str] = mapped_column(String(255))
     size: Mapped[int] = mapped_column(Integer)
     storage_key: Mapped[str] = mapped_column(String(512))
+    # Where the bytes are: "database" (AttachmentBlob) or "s3"; a shop that moves to S3
+    # still serves what it stored before.
+    storage: Mapped[str] = mapped_column(String(16), default="database", server_default="database")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class AttachmentBlob(Base):
+    """An attachment's bytes, in the database every process shares (the default storage)."""
+    __tablename__ = "attachment_blobs"
+
+    attachment_id: Mapped[str] = mapped_column(
+        String(64), ForeignKey("attachments.id", ondelete="CASCADE"), primary_key=True)
+    data: Mapped[bytes] = mapped_column(LargeBinary)

@@ -34,6 +34,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from actions.chat.access import CLOSED, access_conversation
+from actions.chat.attachments import attachment_ids, resolve
 from actions.chat.errors import ChatError
 from actions.chat.platforms import platform_of
 from actions.chat.shapes import message_json, topic
@@ -63,8 +64,9 @@ def validate_content(message_type: str, content: Any) -> dict[str, Any]:
     if text is not None and len(text) > MAX_TEXT:
         raise ChatError(400, "text_too_long", f"content.text is limited to {MAX_TEXT} characters")
     attachments = content.get("attachments") or []
-    if not isinstance(attachments, list) or not all(isinstance(a, dict) for a in attachments):
+    if not isinstance(attachments, list):
         raise ChatError(400, "invalid_content", "content.attachments must be a list of objects")
+    attachment_ids(attachments)
     metadata = content.get("metadata") or {}
     if not isinstance(metadata, dict):
         raise ChatError(400, "invalid_content", "content.metadata must be an object")
@@ -187,6 +189,8 @@ def send_at_once(conn: Connection, me: Any, conversation_id: str, content: Any,
         content = validate_content(message_type, content)
     except ChatError:
         return None
+    if content["attachments"]:
+        return None   # named by id: the reference path looks them up in its transaction
     now = utcnow()
     row = message_row(conversation_id, me.id, "customer", message_type, content, client_id, False, now)
     params = {f"m_{name}": value for name, value in row.items()}
@@ -216,6 +220,9 @@ def send_in_transaction(session: Session, me: Any, conversation_id: str, content
         if first is not None:
             return message_json(first), False
         raise invalid or ChatError(409, "conversation_changed", "the conversation changed; retry")
+    if content["attachments"]:
+        content = {**content, "attachments": resolve(session, conversation_id, message_type,
+                                                     content["attachments"])}
     row = message_row(conversation_id, me.id, "customer" if kind == CUSTOMER else "agent",
                       message_type, content, client_id, private, now)
     session.execute(_INSERT, row)
