@@ -81,6 +81,7 @@ class ChatSettings:
     line_channel_secret: str = ""           # verifies X-Line-Signature; empty: the webhook is off
     line_channel_access_token: str = ""     # bearer for LINE's push API
     line_api_base: str = "https://api.line.me"
+    line_data_api_base: str = "https://api-data.line.me"   # where LINE keeps what users send (images, files)
     messenger_verify_token: str = ""        # Meta's GET verification; empty: the webhook is off
     messenger_app_secret: str = ""          # verifies X-Hub-Signature-256
     messenger_page_token: str = ""          # the Send API's access_token

@@ -4,20 +4,26 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import re
+from collections.abc import Callable
 from typing import Any
 
 from flask import Blueprint, Response, request
 from linebot.v3 import WebhookParser
 from linebot.v3.exceptions import InvalidSignatureError
-from linebot.v3.webhooks import MessageEvent, TextMessageContent, UserSource
+from linebot.v3.webhooks import (FileMessageContent, ImageMessageContent, MessageEvent, TextMessageContent,
+                                 UserSource)
 
 from actions.chat import channels
+from actions.chat.channels import PlatformFile
 from api.errors import ApiError
 from api.openapi import json_value, responds
+from providers.messaging import PlatformError, line_content, url_content
 from services import current_services
 
 bp = Blueprint("channels", __name__, url_prefix="/api/v1/channels")
+log = logging.getLogger(__name__)
 
 # Platform user ids become customer ids (`line:` + 33, `fb:` + up to 20 digits), which
 # name topics (`user:{id}`): the id's characters, at most 64 with the prefix.
@@ -58,8 +64,36 @@ def line_webhook():
         message = event.message
         text = message.text if isinstance(message, TextMessageContent) else None
         taken.append(_receive("line", event.source.user_id, event.webhook_event_id,
-                              _text_of(getattr(message, "type", "other"), text)))
+                              _text_of(getattr(message, "type", "other"), text), _line_file(message)))
     return {"received": taken}
+
+
+Fetch = tuple[str, str, Callable[[int], bytes]]   # (message_type, filename, fetch(limit) -> bytes)
+
+
+def _line_file(message: Any) -> Fetch | None:
+    """How to fetch what a LINE image or file message carries (LINE keeps it, or the sender's
+    own server does: `contentProvider.type` external)."""
+    if isinstance(message, ImageMessageContent):
+        provider = message.content_provider
+        if provider is not None and provider.type == "external" and provider.original_content_url:
+            url = provider.original_content_url
+            return "image", f"line-{message.id}", lambda limit: url_content(url, limit)
+        return "image", f"line-{message.id}", lambda limit: line_content(current_services().settings, message.id, limit)
+    if isinstance(message, FileMessageContent):
+        return "file", message.file_name, lambda limit: line_content(current_services().settings, message.id, limit)
+    return None
+
+
+def _messenger_file(message: dict) -> Fetch | None:
+    """The first image or file of a Messenger message, from the address Meta gives."""
+    for item in _list(message.get("attachments")):
+        payload = item.get("payload") if isinstance(item, dict) else None
+        url = payload.get("url") if isinstance(payload, dict) else None
+        if item.get("type") in ("image", "file") and isinstance(url, str):
+            name = url.split("?")[0].rstrip("/").rsplit("/", 1)[-1] or "file"
+            return item["type"], name, lambda limit, url=url: url_content(url, limit)
+    return None
 
 
 @bp.get("/messenger/webhook")
@@ -100,7 +134,8 @@ def messenger_webhook():
             kind = "text" if message.get("text") else \
                 next((a.get("type") for a in _list(message.get("attachments")) if isinstance(a, dict)), "other")
             text = message.get("text") if isinstance(message.get("text"), str) else None
-            taken.append(_receive("messenger", sender.get("id"), message.get("mid"), _text_of(str(kind), text)))
+            taken.append(_receive("messenger", sender.get("id"), message.get("mid"), _text_of(str(kind), text),
+                                  _messenger_file(message)))
     return {"received": taken}
 
 
@@ -108,10 +143,23 @@ def _list(value: Any) -> list:
     return value if isinstance(value, list) else []
 
 
-def _receive(platform: str, user_id: Any, event_id: Any, text: str) -> dict[str, Any]:
+def _receive(platform: str, user_id: Any, event_id: Any, text: str, fetch: Fetch | None = None) -> dict[str, Any]:
     if not isinstance(user_id, str) or not _USER_ID.match(user_id) or \
             not isinstance(event_id, str) or not event_id:
         raise ApiError(400, "invalid_body", "an event without a user id or an event id")
-    with current_services().session() as session:
-        message, created = channels.receive(session, platform, user_id, event_id, text[:10_000])
+    services = current_services()
+    file = None
+    if fetch is not None:
+        with services.session() as session:
+            again = channels.already_received(session, platform, user_id, event_id)
+        if not again:   # fetched outside any transaction: the platform may be slow
+            kind, filename, get = fetch
+            try:
+                file = PlatformFile(kind, filename, get(services.settings.chat.attachment_max_bytes))
+            except PlatformError as exc:
+                log.warning("%s %s: %s", platform, event_id, exc)
+                text = f"{text} (not fetched: {exc})"
+    with services.session() as session:
+        message, created = channels.receive(session, platform, user_id, event_id, text[:10_000], file,
+                                            services.attachments, services.settings)
     return {"message_id": message["id"], "conversation_id": message["conversation_id"], "created": created}

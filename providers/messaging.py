@@ -58,5 +58,36 @@ class MessengerSend:
                                 _retryable(res.status_code))
 
 
+def _download(url: str, limit: int, headers: dict[str, str] | None = None) -> bytes:
+    """A platform's file, at most `limit` bytes (more is refused without reading it all)."""
+    try:
+        with requests.get(url, headers=headers, timeout=TIMEOUT, stream=True) as res:
+            if res.status_code >= 300:
+                raise PlatformError(f"the platform answered {res.status_code} for the file",
+                                    _retryable(res.status_code))
+            data = bytearray()
+            for chunk in res.iter_content(64 * 1024):
+                data += chunk
+                if len(data) > limit:
+                    raise PlatformError(f"the file is over {limit} bytes", False)
+            return bytes(data)
+    except requests.RequestException as exc:
+        raise PlatformError(f"the file could not be fetched: {exc}", True) from None
+
+
+def line_content(settings: Settings, message_id: str, limit: int) -> bytes:
+    """What a LINE user sent as an image or a file, from LINE's content API
+    (`SB_LINE_DATA_API_BASE`; line-bot-sdk's blob client cannot be pointed anywhere else)."""
+    url = f"{settings.chat.line_data_api_base.rstrip('/')}/v2/bot/message/{message_id}/content"
+    return _download(url, limit, {"Authorization": f"Bearer {settings.chat.line_channel_access_token}"})
+
+
+def url_content(url: str, limit: int) -> bytes:
+    """A file the platform hosts (Messenger's attachment URLs, LINE's external content)."""
+    if not url.startswith(("https://", "http://")):
+        raise PlatformError("the file's address is not http(s)", False)
+    return _download(url, limit)
+
+
 def sender_for(platform: str, settings: Settings) -> LinePush | MessengerSend:
     return LinePush(settings) if platform == "line" else MessengerSend(settings)

@@ -129,8 +129,12 @@ def upload_attachment(session: Session, me: Any, conversation_id: str, filename:
         raise StorageError(415, "unsupported_type",
                            f"the file is {content_type or 'of no type known here'}; "
                            f"accepted: {', '.join(sorted(allowed))}")
+    name = clean_filename(filename)
+    kind = filetype.get_type(mime=content_type)
+    if "." not in name and kind is not None:   # LINE's images come without a name
+        name = f"{name}.{kind.extension}"
     att = Attachment(id=new_id(), conversation_id=conv.id, uploader_id=me.id,
-                     filename=clean_filename(filename), content_type=content_type, size=len(data),
+                     filename=name, content_type=content_type, size=len(data),
                      storage=storages.current.name)
     att.storage_key = att.id
     session.add(att)

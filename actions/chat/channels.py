@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from actions.chat.access import OPEN
 from actions.chat.agents import ensure_user
+from actions.chat.attachments import StorageError, Storages, upload_attachment
 from actions.chat.conversations import create_conversation
 from actions.chat.messages import send_in_transaction
 from actions.chat.platforms import PLATFORMS, platform_of
@@ -33,9 +34,31 @@ class PlatformCustomer:
     name: str | None = None
 
 
-def receive(session: Session, platform: str, platform_user_id: str, event_id: str,
-            text: str) -> tuple[dict[str, Any], bool]:
-    """A message from a platform's user: into their open conversation, or a new one.
+@dataclass(frozen=True)
+class PlatformFile:
+    """An image or a file a platform's user sent, fetched from the platform."""
+    kind: str         # the message_type it becomes: "image" or "file"
+    filename: str
+    data: bytes
+
+
+def client_id_of(platform: str, event_id: str) -> str:
+    return f"{platform}:{event_id}"[:64]
+
+
+def already_received(session: Session, platform: str, platform_user_id: str, event_id: str) -> bool:
+    """Whether a platform's event was stored before (a redelivery): nothing to fetch again."""
+    prefix, _ = PLATFORMS[platform]
+    return session.scalar(select(Message.id).where(
+        Message.sender_id == prefix + platform_user_id,
+        Message.client_id == client_id_of(platform, event_id)).limit(1)) is not None
+
+
+def receive(session: Session, platform: str, platform_user_id: str, event_id: str, text: str,
+            file: PlatformFile | None = None, storages: Storages | None = None,
+            settings: Any = None) -> tuple[dict[str, Any], bool]:
+    """A message from a platform's user: into their open conversation, or a new one; a
+    `file` becomes the message's attachment (`text` stands in for it when refused).
     Returns (the message's JSON, created); a repeated `event_id` creates nothing."""
     prefix, source = PLATFORMS[platform]
     me = PlatformCustomer(prefix + platform_user_id)
@@ -45,7 +68,18 @@ def receive(session: Session, platform: str, platform_user_id: str, event_id: st
         .order_by(Conversation.created_at.desc()).limit(1))
     if conv_id is None:
         conv_id = create_conversation(session, me, metadata={"source": source}).id
-    return send_in_transaction(session, me, conv_id, {"text": text}, "text", f"{platform}:{event_id}"[:64],
+    content: dict[str, Any] = {"text": text}
+    message_type = "text"
+    if file is not None and storages is not None:
+        try:
+            with session.begin_nested():
+                att = upload_attachment(session, me, conv_id, file.filename, file.data, storages, settings)
+        except StorageError as exc:   # a type or size this shop does not take: the agent reads why
+            content["metadata"] = {"attachment_error": exc.message}
+        else:
+            content = {"text": None, "attachments": [{"id": att["id"]}]}
+            message_type = file.kind if file.kind == "file" or att["content_type"].startswith("image/") else "file"
+    return send_in_transaction(session, me, conv_id, content, message_type, client_id_of(platform, event_id),
                                False, None)
 
 

@@ -2,7 +2,6 @@
 S3-compatible store (moto's S3 server over real HTTP stands in for it), never on a host's disk."""
 from __future__ import annotations
 
-import base64
 import uuid
 
 import boto3
@@ -12,9 +11,9 @@ import requests
 from moto.server import ThreadedMotoServer
 
 from tests.support.clients import auth
+from tests.support.files import PNG
 from tests.support.procs import WebServer, free_port
 
-PNG = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==")
 S3_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "test-key", "AWS_SECRET_ACCESS_KEY": "test-secret"}
 
 

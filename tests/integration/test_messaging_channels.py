@@ -13,6 +13,7 @@ import pytest
 import requests
 
 from tests.support.clients import WsClient, auth, token
+from tests.support.files import JPEG, PDF, PNG
 from tests.support.peers import LinePeer, MessengerPeer
 from tests.support.procs import WebServer, Worker
 
@@ -33,6 +34,7 @@ def web(procs, stack_env, platforms):
     line, messenger = platforms
     env = {**stack_env, "SB_ROUTING_HOLD": "0", "SB_LINE_CHANNEL_SECRET": LINE_SECRET,
            "SB_LINE_CHANNEL_ACCESS_TOKEN": line.token, "SB_LINE_API_BASE": line.url,
+           "SB_LINE_DATA_API_BASE": line.url,
            "SB_MESSENGER_APP_SECRET": APP_SECRET, "SB_MESSENGER_VERIFY_TOKEN": VERIFY,
            "SB_MESSENGER_PAGE_TOKEN": messenger.token, "SB_MESSENGER_API_BASE": messenger.url + "/v19.0"}
     server = procs.start(WebServer(env, procs.log_dir, "web"))
@@ -40,12 +42,13 @@ def web(procs, stack_env, platforms):
     return server
 
 
-def line_body(user: str, event_id: str, text: str) -> bytes:
+def line_body(user: str, event_id: str, text: str, message: dict | None = None) -> bytes:
     return json.dumps({"destination": "U" + "f" * 32, "events": [{
         "type": "message", "mode": "active", "timestamp": 1764800000000, "webhookEventId": event_id,
         "deliveryContext": {"isRedelivery": False}, "replyToken": uuid.uuid4().hex,
         "source": {"type": "user", "userId": user},
-        "message": {"type": "text", "id": str(uuid.uuid4().int)[:18], "quoteToken": "q", "text": text}}]}).encode()
+        "message": message or {"type": "text", "id": str(uuid.uuid4().int)[:18], "quoteToken": "q",
+                               "text": text}}]}).encode()
 
 
 def post_line(web, body: bytes, secret: str = LINE_SECRET):
@@ -54,8 +57,9 @@ def post_line(web, body: bytes, secret: str = LINE_SECRET):
                          headers={"Content-Type": "application/json", "X-Line-Signature": sig})
 
 
-def messenger_body(psid: str, mid: str, text: str, echo: bool = False) -> bytes:
-    message = {"mid": mid, "text": text, **({"is_echo": True} if echo else {})}
+def messenger_body(psid: str, mid: str, text: str | None, echo: bool = False, attachments=None) -> bytes:
+    message = {"mid": mid, **({"text": text} if text else {}), **({"is_echo": True} if echo else {}),
+               **({"attachments": attachments} if attachments else {})}
     return json.dumps({"object": "page", "entry": [{"id": "PAGE1", "time": 1764800000000, "messaging": [{
         "sender": {"id": psid}, "recipient": {"id": "PAGE1"}, "timestamp": 1764800000000,
         "message": message}]}]}).encode()
@@ -201,3 +205,38 @@ def test_messenger_verification_webhook_and_send_api(web, platforms):
     (sent,) = messenger.wait_for(lambda items: len(items) >= 1)
     assert sent == {"recipient": {"id": psid}, "messaging_type": "RESPONSE", "message": {"text": "Yes, in 2 days."}}
     resolve(web, conv["id"])
+
+
+def test_images_and_files_from_line_and_messenger_arrive_as_attachments(web, platforms):
+    line, messenger = platforms
+    user, psid = "U" + uuid.uuid4().hex, str(uuid.uuid4().int)[:16]
+    photo_id, pdf_id, lost_id = (str(uuid.uuid4().int)[:18] for _ in range(3))
+    line.contents[photo_id], line.contents[pdf_id] = PNG, PDF
+    messenger.files["receipt.jpg"] = JPEG
+
+    for event_id, message in (
+            ("01HIMG", {"type": "image", "id": photo_id, "quoteToken": "q", "contentProvider": {"type": "line"}}),
+            ("01HIMG", {"type": "image", "id": photo_id, "quoteToken": "q", "contentProvider": {"type": "line"}}),
+            ("01HPDF", {"type": "file", "id": pdf_id, "fileName": "ใบเสร็จ.pdf", "fileSize": len(PDF)}),
+            ("01HLOST", {"type": "image", "id": lost_id, "quoteToken": "q", "contentProvider": {"type": "line"}})):
+        assert post_line(web, line_body(user, event_id, "", message)).status_code == 200
+    cdn = f"{messenger.url}/cdn/receipt.jpg?oh=signature"
+    assert post_messenger(web, messenger_body(psid, "m_img", None, attachments=[
+        {"type": "image", "payload": {"url": cdn}}])).status_code == 200
+
+    (conv,) = conversations_of(web, f"line:{user}")
+    image, pdf, lost = [m for m in messages(web, conv["id"]) if m["sender_type"] == "customer"]
+    assert image["message_type"] == "image" and pdf["message_type"] == "file"
+    (att,) = image["content"]["attachments"]
+    assert att["content_type"] == "image/png" and att["filename"] == f"line-{photo_id}.png"
+    assert requests.get(web.url + att["url"], headers=ADMIN, timeout=10).content == PNG
+    assert pdf["content"]["attachments"][0]["filename"] == "ใบเสร็จ.pdf"
+    # LINE no longer has it: the agent still sees that an image came, and why it is missing.
+    assert lost["message_type"] == "text" and lost["content"]["text"].startswith("[image message] (not fetched:")
+
+    (fb,) = conversations_of(web, f"fb:{psid}")
+    (photo,) = [m for m in messages(web, fb["id"]) if m["sender_type"] == "customer"]
+    assert photo["message_type"] == "image"
+    assert photo["content"]["attachments"][0]["content_type"] == "image/jpeg"
+    assert requests.get(web.url + photo["content"]["attachments"][0]["url"], headers=ADMIN, timeout=10).content == JPEG
+    resolve(web, conv["id"], fb["id"])

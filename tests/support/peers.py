@@ -291,8 +291,16 @@ class LinePeer(_HttpPeer):
     def __init__(self, token: str = "line-token") -> None:
         super().__init__()
         self.token, self.refuse, self.fail_next = token, set(), 0
+        self.contents: dict[str, bytes] = {}   # what users sent, by message id (the content API)
 
     def handle(self, method, path, headers, body):
+        if method == "GET" and path.startswith("/v2/bot/message/") and path.endswith("/content"):
+            if headers.get("Authorization") != f"Bearer {self.token}":
+                return 401, {}, {"message": "Authentication failed."}
+            found = self.contents.get(path.split("/")[4])
+            if found is None:
+                return 404, {}, {"message": "Not found"}
+            return 200, {"Content-Type": "application/octet-stream"}, found
         if method != "POST" or path != "/v2/bot/message/push":
             return 404, {}, {"message": "Not found"}
         if headers.get("Authorization") != f"Bearer {self.token}":
@@ -321,9 +329,14 @@ class MessengerPeer(_HttpPeer):
     def __init__(self, token: str = "page-token") -> None:
         super().__init__()
         self.token, self.refuse = token, set()
+        self.files: dict[str, bytes] = {}   # what users sent, as Meta's CDN serves it (/cdn/{name})
 
     def handle(self, method, path, headers, body):
         route, _, query = path.partition("?")
+        if method == "GET" and route.startswith("/cdn/"):
+            found = self.files.get(route[len("/cdn/"):])
+            return (200, {"Content-Type": "image/jpeg"}, found) if found is not None else \
+                (404, {}, {"error": {"message": "URL signature expired"}})
         if method != "POST" or route != "/v19.0/me/messages":
             return 404, {}, {"error": {"message": "Unknown path components", "type": "OAuthException", "code": 2500}}
         if parse_qs(query).get("access_token") != [self.token]:

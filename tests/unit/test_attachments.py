@@ -5,18 +5,15 @@ tests/integration/test_attachments_shared.py.
 """
 from __future__ import annotations
 
-import base64
 import io
 
 import pytest
 
 from tests.support.chat import ADMIN, error, h, open_conv
+from tests.support.files import PDF, PNG
 
 BOTH_ENGINES = pytest.mark.engines("sqlite", "postgresql")
 
-# A real 1x1 PNG and the start of a real PDF: the server reads the type from the bytes.
-PNG = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==")
-PDF = b"%PDF-1.4\n1 0 obj << >> endobj\ntrailer << >>\n%%EOF\n"
 
 
 def upload(client, cid, data, name, declared="application/octet-stream", who="cust-1", role="customer"):
@@ -85,7 +82,8 @@ def test_a_file_is_a_download_and_a_message_names_only_its_own_conversations_fil
     after = client.get(f"/api/v1/conversations/{cid}/messages", headers=h("cust-1")).get_json()["messages"]
     assert len(after) == before   # nothing was written by a refusal
     r = client.post(f"/api/v1/conversations/{cid}/messages", headers=h("agent-a", "agent"),
-                    json={"message_type": "file", "content": {"text": "your invoice", "attachments": [{"id": att["id"]}]}})
+                    json={"message_type": "file",
+                          "content": {"text": "your invoice", "attachments": [{"id": att["id"]}]}})
     assert r.status_code == 201 and r.get_json()["content"]["attachments"] == [att]
 
 
