@@ -411,6 +411,46 @@
     return this._request({op: 'ping'}, opts && opts.timeout != null ? opts.timeout : 10000);
   };
 
+  // ---- attachments (PROTOCOL.md section 4) -----------------------------------
+
+  /** The token HTTP calls carry: the connection's, or a new one before the first connect. */
+  proto._httpToken = function () {
+    if (this._token) return Promise.resolve(this._token);
+    var o = this.options;
+    return Promise.resolve(o.getToken ? o.getToken() : o.token);
+  };
+
+  proto._http = function (method, path, body) {
+    var self = this;
+    if (!this._fetch) return Promise.reject(makeError('no_fetch', 'pass fetch in the options'));
+    return this._httpToken().then(function (token) {
+      return self._fetch(self.url + path, {method: method, body: body, headers: {Authorization: 'Bearer ' + token}});
+    }).then(function (res) {
+      if (res.ok) return res;
+      return res.json().catch(function () { return null; }).then(function (b) {
+        var e = (b && b.error) || {};
+        throw makeError(e.code || 'http_' + res.status, e.message || 'HTTP ' + res.status, {status: res.status});
+      });
+    });
+  };
+
+  /** Upload a file (a File or Blob; `filename` for a Blob) to a conversation; resolves with
+   *  the attachment, to send as {id} in a message's content.attachments. */
+  proto.upload = function (conversationId, file, filename) {
+    var FormData = this.options.FormData || root.FormData;
+    if (!FormData) return Promise.reject(makeError('no_form_data', 'pass FormData in the options'));
+    var form = new FormData();
+    form.append('file', file, filename || file.name || 'file');
+    return this._http('POST', '/api/v1/conversations/' + encodeURIComponent(conversationId) + '/attachments', form)
+      .then(function (res) { return res.json(); });
+  };
+
+  /** An attachment's bytes as a Blob, fetched with the client's token: an <img> or a link
+   *  cannot send one, so a page shows the Blob through URL.createObjectURL. */
+  proto.fetchAttachment = function (attachment) {
+    return this._http('GET', attachment.url).then(function (res) { return res.blob(); });
+  };
+
   // ---- connection lifecycle -------------------------------------------------
 
   proto._clearTimers = function () {

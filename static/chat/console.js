@@ -107,6 +107,9 @@
       li = el('li', {'data-id': m.id, 'data-sender': m.sender_type, 'data-mine': String(mine),
                      'data-private': String(!!m.private)});
       li.appendChild(el('span', {'class': 'text'}, (m.private ? 'Note: ' : '') + ((m.content && m.content.text) || '')));
+      ((m.content && m.content.attachments) || []).forEach(function (a) {
+        li.appendChild(UI.attachment(client, a, function () { $('thread').scrollTop = $('thread').scrollHeight; }));
+      });
       if (m.sender_type !== 'system') {
         var meta = el('span', {'class': 'meta'});
         meta.appendChild(UI.time(m.created_at));
@@ -132,7 +135,7 @@
   /** What may be done with the open conversation, and a line saying why not. */
   function controls(c) {
     var mine = c.agent_id === agentId && c.status === 'active';
-    ['reply-input', 'reply-send', 'resolve', 'transfer'].forEach(function (id) { $(id).disabled = !mine; });
+    ['reply-input', 'reply-send', 'attach', 'resolve', 'transfer'].forEach(function (id) { $(id).disabled = !mine; });
     $('take').hidden = c.status !== 'waiting';
     var status = $('conv-status');
     status.textContent = '';
@@ -278,6 +281,35 @@
       content: {text: text}, private: priv
     }).then(render, function (err) { $('typing').textContent = 'Not sent: ' + err.message; });
   }
+
+  /** Photos and files to the open conversation, one message each (a note when "Private note" is on). */
+  function sendFiles(files) {
+    var cid = selected, priv = $('private').checked;
+    if (!cid || $('reply-send').disabled || !files.length) return;
+    files.reduce(function (done, file) {
+      return done.then(function () { return client.upload(cid, file); }).then(function (a) {
+        return api('POST', '/conversations/' + cid + '/messages', {
+          client_id: 'a' + Date.now().toString(36) + Math.random().toString(36).slice(2, 8), private: priv,
+          message_type: /^image\//.test(a.content_type) ? 'image' : 'file', content: {attachments: [{id: a.id}]}});
+      }).then(function (m) { if (selected === cid) render(m); });
+    }, Promise.resolve()).catch(function (err) { $('typing').textContent = 'Not sent: ' + err.message; });
+  }
+
+  $('attach').addEventListener('click', function () { $('attach-file').click(); });
+  $('attach-file').addEventListener('change', function () {
+    var files = Array.prototype.slice.call($('attach-file').files || []);
+    $('attach-file').value = '';
+    sendFiles(files);
+  });
+  $('reply-input').addEventListener('paste', function (ev) {
+    var files = Array.prototype.slice.call((ev.clipboardData && ev.clipboardData.files) || []);
+    if (files.length) { ev.preventDefault(); sendFiles(files); }
+  });
+  $('thread').addEventListener('dragover', function (ev) { if (!$('reply-send').disabled) ev.preventDefault(); });
+  $('thread').addEventListener('drop', function (ev) {
+    ev.preventDefault();
+    sendFiles(Array.prototype.slice.call((ev.dataTransfer && ev.dataTransfer.files) || []));
+  });
 
   $('reply').addEventListener('submit', function (ev) { ev.preventDefault(); send(); });
   $('reply-input').addEventListener('keydown', function (ev) {

@@ -73,7 +73,10 @@
     '#sbw-typing{font-size:12px;color:#888;padding:0 10px;height:16px}',
     '#sbw-form{display:flex;border-top:1px solid #eee}#sbw-input{flex:1;border:0;padding:10px}',
     '#sbw-rating{display:none;padding:8px;border-top:1px solid #eee;text-align:center}',
-    '#sbw-rating[data-visible=true]{display:block}'
+    '#sbw-rating[data-visible=true]{display:block}',
+    '#sbw-attach{border:0;background:none;cursor:pointer;font-size:18px;padding:0 8px;color:#555}',
+    '.sbw-att{display:block;margin-top:4px}.sbw-att img{max-width:100%;max-height:180px;border-radius:6px;display:block}',
+    '.sbw-att a{color:#2a5db0}#sb-widget[data-dragging=true] #sbw-panel{outline:3px dashed #2a5db0}'
   ].join(''));
   var panel = el('div', {id: 'sbw-panel', role: 'dialog', 'aria-label': 'Chat'});
   var head = el('div', {id: 'sbw-head'});
@@ -91,6 +94,13 @@
   });
   var form = el('form', {id: 'sbw-form'});
   var input = el('input', {id: 'sbw-input', placeholder: 'Type a message…', autocomplete: 'off', maxlength: '10000'});
+  var picker = el('input', {id: 'sbw-file', type: 'file', hidden: '', multiple: '',
+                            accept: 'image/png,image/jpeg,image/gif,image/webp,application/pdf,text/plain'});
+  var attach = el('button', {type: 'button', id: 'sbw-attach', title: 'Send a photo or a file',
+                             'aria-label': 'Send a photo or a file'}, '📎');
+  attach.addEventListener('click', function () { picker.click(); });
+  form.appendChild(picker);
+  form.appendChild(attach);
   form.appendChild(input);
   form.appendChild(el('button', {type: 'submit', id: 'sbw-send'}, 'Send'));
   [head, list, typing, rating, form].forEach(function (n) { panel.appendChild(n); });
@@ -109,6 +119,7 @@
     if (!li) {
       li = el('li', {'data-id': m.id, 'data-sender': m.sender_type, 'data-mine': String(mine)});
       li.appendChild(el('span', {'class': 'sbw-text'}, (m.content && m.content.text) || ''));
+      ((m.content && m.content.attachments) || []).forEach(function (a) { li.appendChild(attachmentNode(a)); });
       if (mine) li.appendChild(el('span', {'class': 'sbw-tick'}));
       seen[m.id] = li;
       list.appendChild(li);
@@ -120,6 +131,24 @@
       api('POST', '/conversations/' + conv.id + '/delivered', {message_id: id}).catch(function () {})
         .then(function () { if (open) markRead(id); });
     }
+  }
+
+  /** An image shown in place, any other file as a link that saves it; the bytes come with
+   *  the customer's token (a plain <img src> could not send it). */
+  function attachmentNode(a) {
+    var box = el('span', {'class': 'sbw-att', 'data-attachment': a.id});
+    var isImage = /^image\//.test(a.content_type);
+    var node = isImage ? el('img', {alt: a.filename}) : el('a', {href: '#', download: a.filename},
+      '📄 ' + a.filename + ' (' + Math.max(1, Math.round(a.size / 1024)) + ' KB)');
+    box.appendChild(node);
+    var blobUrl = client.fetchAttachment(a).then(function (blob) { return URL.createObjectURL(blob); });
+    if (isImage) {
+      blobUrl.then(function (u) { node.src = u; node.addEventListener('load', function () { list.scrollTop = list.scrollHeight; }); },
+                   function () { node.alt = a.filename + ' (not available)'; });
+    } else {
+      blobUrl.then(function (u) { node.href = u; }, function () { node.textContent += ' (not available)'; });
+    }
+    return box;
   }
 
   function setStatus(li, status) {
@@ -155,21 +184,58 @@
     agentState.textContent = on ? '● agent online' : '';
   }
 
-  function send(text) {
-    if (!conv || conv.status === 'resolved' || conv.status === 'archived') {
-      return api('POST', '/conversations', {text: text, metadata: {
-        source: 'web', initial_url: location.href.slice(0, 2000), user_agent: navigator.userAgent.slice(0, 1000),
-        language: cfg.language || (navigator.language || 'en').slice(0, 2)}}).then(function (c) {
-        rating.setAttribute('data-visible', 'false');
-        list.textContent = '';
-        seen = {};
-        return follow(c);
-      });
-    }
-    var clientId = 'w' + Date.now().toString(36) + Math.random().toString(36).slice(2, 8);
-    return api('POST', '/conversations/' + conv.id + '/messages',
-      {client_id: clientId, content: {text: text}}).then(render);
+  function closed() { return !conv || conv.status === 'resolved' || conv.status === 'archived'; }
+
+  function newId() { return 'w' + Date.now().toString(36) + Math.random().toString(36).slice(2, 8); }
+
+  /** A new conversation, `text` (if any) its first message; the widget follows it from now on. */
+  function openConversation(text) {
+    var body = {metadata: {
+      source: 'web', initial_url: location.href.slice(0, 2000), user_agent: navigator.userAgent.slice(0, 1000),
+      language: cfg.language || (navigator.language || 'en').slice(0, 2)}};
+    if (text) body.text = text;
+    return api('POST', '/conversations', body).then(function (c) {
+      rating.setAttribute('data-visible', 'false');
+      list.textContent = '';
+      seen = {};
+      return follow(c);
+    });
   }
+
+  function send(text) {
+    if (closed()) return openConversation(text);
+    return api('POST', '/conversations/' + conv.id + '/messages',
+      {client_id: newId(), content: {text: text}}).then(render);
+  }
+
+  /** Photos and files, one message each, in the order chosen (a new conversation first if none is open). */
+  function sendFiles(files) {
+    var ready = closed() ? openConversation() : Promise.resolve();
+    return files.reduce(function (done, file) {
+      return done.then(function () { return client.upload(conv.id, file); }).then(function (a) {
+        return api('POST', '/conversations/' + conv.id + '/messages', {client_id: newId(),
+          message_type: /^image\//.test(a.content_type) ? 'image' : 'file', content: {attachments: [{id: a.id}]}});
+      }).then(render);
+    }, ready).catch(function (err) { typing.textContent = 'Not sent: ' + err.message; });
+  }
+
+  picker.addEventListener('change', function () {
+    var files = Array.prototype.slice.call(picker.files || []);
+    picker.value = '';
+    if (files.length) sendFiles(files);
+  });
+  input.addEventListener('paste', function (ev) {
+    var files = Array.prototype.slice.call((ev.clipboardData && ev.clipboardData.files) || []);
+    if (files.length) { ev.preventDefault(); sendFiles(files); }
+  });
+  panel.addEventListener('dragover', function (ev) { ev.preventDefault(); root.setAttribute('data-dragging', 'true'); });
+  panel.addEventListener('dragleave', function () { root.setAttribute('data-dragging', 'false'); });
+  panel.addEventListener('drop', function (ev) {
+    ev.preventDefault();
+    root.setAttribute('data-dragging', 'false');
+    var files = Array.prototype.slice.call((ev.dataTransfer && ev.dataTransfer.files) || []);
+    if (files.length) sendFiles(files);
+  });
 
   function rate(score) {
     api('POST', '/conversations/' + conv.id + '/rating', {score: score}).then(function () {

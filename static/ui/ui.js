@@ -135,6 +135,30 @@
     catch (e) { return n.toFixed(2); }
   }
 
+  /** A message's attachment: an image in place (opened full size on click), any other file as
+   *  a link that saves it. The bytes come through `client` with its token. */
+  function attachment(client, a, onShown) {
+    var box = el('span', {'class': 'attachment', 'data-attachment': a.id});
+    var image = /^image\//.test(a.content_type);
+    var node = image ? el('img', {alt: a.filename, title: a.filename}) :
+      el('a', {href: '#', download: a.filename}, '📄 ' + a.filename + ' · ' + size(a.size));
+    box.appendChild(node);
+    client.fetchAttachment(a).then(function (blob) {
+      var url = URL.createObjectURL(blob);
+      if (!image) { node.href = url; return; }
+      node.addEventListener('load', function () { if (onShown) onShown(); });
+      node.addEventListener('click', function () { window.open(url, '_blank', 'noopener'); });
+      node.src = url;
+    }, function (err) { box.appendChild(el('span', {'class': 'muted'}, ' (not available: ' + err.message + ')')); });
+    return box;
+  }
+
+  function size(bytes) {
+    return bytes < 1024 ? bytes + ' B' : bytes < 1048576 ? Math.round(bytes / 1024) + ' KB' :
+      (bytes / 1048576).toFixed(1) + ' MB';
+  }
+
   window.UI = {params: params, el: el, api: api, token: token, start: start, shopper: shopper,
-               word: word, badge: badge, nameOf: nameOf, ago: ago, time: time, money: money};
+               word: word, badge: badge, nameOf: nameOf, ago: ago, time: time, money: money,
+               attachment: attachment};
 })();

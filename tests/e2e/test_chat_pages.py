@@ -2,12 +2,14 @@
 (web process + routing worker on Redis and PostgreSQL). Every wait is on a DOM state."""
 from __future__ import annotations
 
+import re
 import uuid
 
 import requests
 from playwright.sync_api import Browser, Page, expect
 
 from tests.support.clients import auth
+from tests.support.files import PDF, PNG
 from tests.support.browser import new_page
 
 XSS = "<img src=x onerror=window.__pwned=1><script>window.__pwned=2</script><b id=injected>hi</b>"
@@ -118,6 +120,39 @@ def test_typing_a_private_note_never_tells_the_customer(browser: Browser, procs,
         # server's throttle, would have been the only one).
         assert shown and min(shown) >= reply_started, (shown, reply_started)
         assert "customer seems upset" not in customer.content()
+        assert not agent.errors and not customer.errors, (agent.errors, customer.errors)
+    finally:
+        agent.context.close()
+        customer.context.close()
+
+
+def test_photos_and_files_go_both_ways_and_show_in_place(browser: Browser, procs, chat_server, tmp_path):
+    agent, customer, _ = open_chat(browser, chat_server)
+    photo, invoice, program = tmp_path / "แตก.png", tmp_path / "invoice.pdf", tmp_path / "setup.exe"
+    photo.write_bytes(PNG)
+    invoice.write_bytes(PDF)
+    program.write_bytes(b"MZ\x90\x00\x03\x00\x00\x00\x04\x00" + bytes(100))
+    try:
+        customer.set_input_files("#sbw-file", str(photo))
+        mine = customer.locator('#sbw-messages li[data-mine="true"] .sbw-att img').last
+        expect(mine).to_have_attribute("alt", "แตก.png")
+        shown = agent.locator('#thread li[data-mine="false"] .attachment img').last
+        expect(shown).to_have_attribute("alt", "แตก.png")
+        for page, img in ((customer, mine), (agent, shown)):   # decoded from bytes fetched with the viewer's token
+            page.wait_for_function("img => img.complete && img.naturalWidth === 1", arg=img.element_handle())
+
+        agent.set_input_files("#attach-file", str(invoice))
+        link = customer.locator('#sbw-messages li[data-mine="false"] .sbw-att a').last
+        expect(link).to_contain_text("invoice.pdf")
+        expect(link).to_have_attribute("href", re.compile(r"^blob:"))
+        with customer.expect_download() as download:
+            link.click()
+        assert download.value.suggested_filename == "invoice.pdf"
+        assert open(download.value.path(), "rb").read() == PDF
+
+        customer.set_input_files("#sbw-file", str(program))
+        expect(customer.locator("#sbw-typing")).to_contain_text("Not sent:")
+        expect(agent.locator("#thread li .attachment")).to_have_count(2)
         assert not agent.errors and not customer.errors, (agent.errors, customer.errors)
     finally:
         agent.context.close()
