@@ -1,7 +1,8 @@
 """Celery's settings, built from the process's Settings (tasks.configure applies them).
 
-With REDIS_URL, Redis is the broker and result store; without it (embedded
-mode) an in-process broker feeds a worker thread inside the web process.
+With REDIS_URL, Redis is the broker and result store, unless CELERY_BROKER_URL names
+another broker (RabbitMQ); without either (embedded mode) an in-process broker feeds a
+worker thread inside the web process.
 """
 from __future__ import annotations
 
@@ -38,16 +39,29 @@ def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
     }
 
 
+def is_amqp(url: str) -> bool:
+    return url.split("://", 1)[0] in ("amqp", "amqps", "pyamqp")
+
+
+def broker_options(broker_url: str, keyprefix: str) -> dict[str, Any]:
+    """The transport's options. Redis: ETAs (a 15-minute reservation expiry) must not be
+    redelivered early, so the visibility timeout is longer than any countdown we use, and
+    keys carry the deployment's prefix. RabbitMQ redelivers only what a dead connection
+    held, and a vhost separates deployments."""
+    if is_amqp(broker_url) or broker_url.startswith("memory://"):
+        return {}
+    return {"visibility_timeout": 3600, "global_keyprefix": keyprefix}
+
+
 def config(settings: Settings) -> dict[str, Any]:
     redis_url = settings.redis_url
     keyprefix = settings.redis_prefix + "celery:"
+    broker_url = settings.celery_broker_url or redis_url or "memory://"
     return {
-        "broker_url": redis_url or "memory://",
+        "broker_url": broker_url,
         "result_backend": redis_url,
         "broker_connection_retry_on_startup": True,
-        # ETAs (a 15-minute reservation expiry) must not be redelivered early:
-        # the visibility timeout is longer than any countdown we use.
-        "broker_transport_options": {"visibility_timeout": 3600, "global_keyprefix": keyprefix},
+        "broker_transport_options": broker_options(broker_url, keyprefix),
         "result_backend_transport_options": {"global_keyprefix": keyprefix},
         "result_expires": 3600,
         "task_queues": [Queue(name) for name in QUEUES],

@@ -175,6 +175,9 @@ class Settings:
     database_url: str = field(default_factory=_default_database_url)
     redis_url: str | None = None
     redis_prefix: str = "sb:"
+    # Celery's broker when it is not Redis: RabbitMQ (`amqp://user:pass@host:5672/vhost`), which
+    # Celery recommends for production. Empty: REDIS_URL's Redis (the default).
+    celery_broker_url: str = ""
     allowed_origins: tuple[str, ...] = ("http://localhost:3000",)
     # Database connections per process. Under gevent every request may want
     # one at once; past pool + overflow they wait (QueuePool), and overflow
@@ -252,11 +255,12 @@ class Settings:
             raise RuntimeError("JWT_SECRET must be set when SWITCHBOARD_ENV=production")
 
 
-# PROTOCOL.md section 1's names (RESERVATION_TTL_SECONDS is section 7's).
+# PROTOCOL.md section 1's names (RESERVATION_TTL_SECONDS is section 7's, CELERY_BROKER_URL issue 16's).
 _PROTOCOL_VARS = {"SWITCHBOARD_ENV": "env", "PORT": "port", "JWT_SECRET": "jwt_secret",
                   "DATABASE_URL": "database_url", "REDIS_URL": "redis_url",
                   "ALLOWED_ORIGINS": "allowed_origins",
-                  "RESERVATION_TTL_SECONDS": "reservation_ttl_seconds"}
+                  "RESERVATION_TTL_SECONDS": "reservation_ttl_seconds",
+                  "CELERY_BROKER_URL": "celery_broker_url"}   # the name Celery's own docs use
 
 
 def _flat_names() -> tuple[dict[str, tuple[str | None, str]], dict[str, type]]:

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Start PostgreSQL and Redis when they are down (the machine starts them; CI may not).
+# Start PostgreSQL, Redis and RabbitMQ when they are down (the machine starts them; CI may not).
 set -u
 if ! pg_isready -h 127.0.0.1 -p 5432 -q 2>/dev/null; then
   pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n1)" main start || true
@@ -11,4 +11,9 @@ if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
     --dir /var/lib/redis --logfile /var/log/redis/ci.log
   for _ in $(seq 1 50); do redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1 && break; sleep 0.2; done
 fi
-pg_isready -h 127.0.0.1 -p 5432 && redis-cli -h 127.0.0.1 -p 6379 ping
+# RabbitMQ: the task tests run on it too (CELERY_BROKER_URL=amqp://...).
+if ! timeout 30 rabbitmqctl -q status >/dev/null 2>&1; then
+  rabbitmq-server -detached || true
+  timeout 120 rabbitmqctl -q await_startup || true
+fi
+pg_isready -h 127.0.0.1 -p 5432 && redis-cli -h 127.0.0.1 -p 6379 ping && timeout 30 rabbitmqctl -q status >/dev/null && echo rabbitmq ok

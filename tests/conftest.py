@@ -17,6 +17,7 @@ import redis as redis_lib
 
 from models.migrate import upgrade
 from settings import Settings
+from tests.support.brokers import BROKERS, rabbitmq_vhost
 from tests.support.chat import Events, h, make_agent, open_conv
 from tests.support.databases import REDIS_URL, fresh_pg_database
 
@@ -135,6 +136,16 @@ def redis_prefix() -> str:
 def stack_env(pg_url, redis_prefix) -> dict[str, str]:
     """Environment of the distributed mode for processes started by a test."""
     return {"DATABASE_URL": pg_url, "REDIS_URL": REDIS_URL, "REDIS_PREFIX": redis_prefix}
+
+
+@pytest.fixture(params=BROKERS)
+def broker_env(request, stack_env) -> dict[str, str]:
+    """`stack_env` with Celery's broker: Redis (REDIS_URL's), then RabbitMQ in a vhost of its own."""
+    if request.param == "redis":
+        yield stack_env
+        return
+    with rabbitmq_vhost() as url:
+        yield {**stack_env, "CELERY_BROKER_URL": url}
 
 
 @pytest.fixture

@@ -17,10 +17,9 @@ import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, UTC
 
 import pytest
-import redis as redis_lib
 import requests
 from sqlalchemy import func, select, text
 
@@ -32,8 +31,8 @@ from broadcast.bus import MemoryBus
 from broadcast.events import BEFORE_FIRST
 from models import (Reservation, StockLevel, User, make_engine, make_session_factory,
                     session_scope)
+from tests.support.brokers import celery_for, scheduled_task_names
 from tests.support.clients import WsClient, auth, token
-from tests.support.databases import REDIS_URL
 from tests.support.procs import WebServer, Worker
 from tests.support.waiting import queued, wait_until
 
@@ -312,7 +311,7 @@ def test_a_batch_caught_in_a_deadlock_holds_nothing_and_says_so(sessions):
     # the other transaction only after 30 s.
     engine = make_engine(sessions.kw["bind"].url.render_as_string(hide_password=False),
                          connect_args={"options": "-c deadlock_timeout=3s"})
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     holds = [Reservation(id=uuid.uuid4().hex, product_id=p, variant_id="", location="", quantity=1,
                          customer_id="c", owner_id="c", status="held", expires_at=now + timedelta(
                              seconds=60), created_at=now, updated_at=now) for p in (first, second)]
@@ -377,9 +376,9 @@ class Beat(Worker):
         self.args += ["-B", "-s", str(log_dir / f"{name}-schedule")]
 
 
-def test_killed_worker_holding_the_eta_expiry_the_sweep_still_expires_it(procs, stack_env):
+def test_killed_worker_holding_the_eta_expiry_the_sweep_still_expires_it(procs, broker_env):
     ttl = 6
-    env = {**stack_env, "RESERVATION_TTL_SECONDS": str(ttl), "SB_RESERVATION_SWEEP_SECONDS": "1"}
+    env = {**broker_env, "RESERVATION_TTL_SECONDS": str(ttl), "SB_RESERVATION_SWEEP_SECONDS": "1"}
     web = procs.start(WebServer(env, procs.log_dir, "web"))
     holder = procs.start(Worker(env, procs.log_dir, "eta-holder", queues="inventory", concurrency=1))
     pid = f"eta-{uuid.uuid4().hex[:8]}"
@@ -393,13 +392,11 @@ def test_killed_worker_holding_the_eta_expiry_the_sweep_still_expires_it(procs, 
     expires_at = datetime.fromisoformat(res.json()["expires_at"]).timestamp()
     ws.until(lambda f: f.get("event") == "inventory_update" and f["data"]["available_quantity"] == 0)
 
-    # The ETA task sits unacknowledged in the holder's memory (kombu's unacked hash).
-    r = redis_lib.Redis.from_url(REDIS_URL)
-    unacked = stack_env["REDIS_PREFIX"] + "celery:unacked"
+    # The ETA task sits unacknowledged in the holder's memory, waiting for its time.
+    sender = celery_for(env)
     deadline = time.monotonic() + 20
-    while not any(b"expire_reservation" in v for v in r.hvals(unacked)):
-        assert time.monotonic() < deadline, holder.tail()
-        time.sleep(0.1)  # polling Redis for the message to be taken: no event to block on
+    while "tasks.inventory.expire_reservations" not in scheduled_task_names(sender):
+        assert time.monotonic() < deadline, holder.tail()   # each ask waits up to 1 s for replies
     holder.kill()
     assert time.time() < expires_at, "the holder died too late to prove anything"
 

@@ -108,10 +108,11 @@ def pool_children(pid: int) -> list[int]:
     return children
 
 
-def test_worker_killed_mid_send_never_sends_twice(procs, env, peers, pg_url):
+def test_worker_killed_mid_send_never_sends_twice(procs, env, broker_env, peers, pg_url):
     """Two web push targets: the first is sent, the worker process is SIGKILLed while the
     second hangs; the redelivered task sends the second once and leaves the first alone."""
     push = peers["push"]
+    env = {**env, **broker_env}   # on Redis, then RabbitMQ: the redelivery is the broker's
     web = procs.start(WebServer(env, procs.log_dir))
     worker = procs.start(Worker(env, procs.log_dir, queues="notifications", concurrency=1))
     uid = f"kill-{uuid.uuid4().hex[:8]}"

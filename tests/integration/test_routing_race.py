@@ -1,18 +1,18 @@
-"""50 conversations routed at once by two Celery worker processes on PostgreSQL:
-no agent ever gets more than its concurrent_limit."""
+"""50 conversations routed at once by two Celery worker processes on PostgreSQL, with Redis
+and with RabbitMQ as the broker: no agent ever gets more than its concurrent_limit."""
 from __future__ import annotations
 
 import time
 from collections import Counter
 
 import pytest
-import redis as redis_lib
 from celery import Celery
 from sqlalchemy import select
 
 from models import Agent, Conversation, User, make_engine, make_session_factory, session_scope
 from tests.support.clients import WsClient, token
-from tests.support.databases import REDIS_URL, fresh_pg_database
+from tests.support.brokers import celery_for, queue_length
+from tests.support.databases import fresh_pg_database
 from tests.support.procs import WebServer, Worker
 
 LIMITS = {"race-a": 3, "race-b": 1, "race-c": 4, "race-d": 2, "race-e": 5}  # 15 slots
@@ -25,23 +25,19 @@ def own_db():
         yield url
 
 
-def _queues_drained(sender: Celery, prefix: str) -> bool:
-    r = redis_lib.Redis.from_url(REDIS_URL)
-    try:
-        if r.llen(prefix + "celery:routing"):
-            return False
-    finally:
-        r.close()
+def _queues_drained(sender: Celery) -> bool:
+    if queue_length(sender, "routing"):
+        return False
     inspect = sender.control.inspect(timeout=1.0)
     busy = [t for tasks in (inspect.active() or {}).values() for t in tasks]
     busy += [t for tasks in (inspect.reserved() or {}).values() for t in tasks]
     return not busy
 
 
-def test_fifty_conversations_routed_at_once_never_exceed_limits(procs, own_db, redis_prefix):
+def test_fifty_conversations_routed_at_once_never_exceed_limits(procs, own_db, broker_env):
     # The deployed policy, derived hold on: every pass learns from PostgreSQL (nothing to hold
     # here: every agent and conversation is English).
-    env = {"DATABASE_URL": own_db, "REDIS_URL": REDIS_URL, "REDIS_PREFIX": redis_prefix}
+    env = {**broker_env, "DATABASE_URL": own_db}
     engine = make_engine(own_db.replace("postgresql://", "postgresql+psycopg://"))
     sessions = make_session_factory(engine)
     with session_scope(sessions) as s:
@@ -64,8 +60,7 @@ def test_fifty_conversations_routed_at_once_never_exceed_limits(procs, own_db, r
     workers = [procs.start(Worker(env, procs.log_dir, f"routing-{n}", queues="routing", concurrency=4))
                for n in (1, 2)]
 
-    sender = Celery(broker=REDIS_URL)
-    sender.conf.broker_transport_options = {"global_keyprefix": redis_prefix + "celery:"}
+    sender = celery_for(env)
     for cid in conv_ids:
         sender.send_task("tasks.routing.route_conversation", args=[cid], queue="routing")
 
@@ -74,7 +69,7 @@ def test_fifty_conversations_routed_at_once_never_exceed_limits(procs, own_db, r
     assert all(per_agent[a] <= limit for a, limit in LIMITS.items()), per_agent
 
     deadline = time.monotonic() + 60
-    while not _queues_drained(sender, redis_prefix):  # each inspect waits up to 1 s for replies
+    while not _queues_drained(sender):  # each inspect waits up to 1 s for replies
         assert time.monotonic() < deadline, "routing tasks still running"
     with session_scope(sessions) as s:
         agents = {a.user_id: a for a in s.scalars(select(Agent)).all()}
