@@ -63,8 +63,9 @@ def hold_together(db: Database, *, product_id: str, variant_id: str | None, quan
 # (the first by location with room once its expired holds are reclaimed),
 # take the longest run of its holds that fits, record them and their changes,
 # and return the figures each hold's broadcasts need. Reclaiming expired holds
-# is the locked path's: a level that has some takes nothing here, and its
-# holds go the locked way, which reclaims them and takes from the same level.
+# is the locked path's: when the chosen level or one before it has some, the
+# product takes nothing here, and its holds go the locked way, which reclaims
+# them at every level it passes and takes from the same level.
 # Levels are locked in id order, so two batches never wait for each other in
 # a circle.
 _TAKE = text("""
@@ -79,24 +80,31 @@ WITH req AS (
     SELECT 1 FROM reservations x WHERE x.owner_id = t.owner AND x.idempotency_key = t.key)
 ), cand AS (
   -- The level the locked path would choose for the smallest hold: the first by
-  -- location with room once its expired holds are reclaimed.
-  SELECT DISTINCT ON (l.product_id, l.variant_id) l.id, lv.stale
-  FROM (SELECT DISTINCT p, v, least FROM req) w
-  JOIN stock_levels l ON l.product_id = w.p AND l.variant_id = w.v
-  CROSS JOIN LATERAL (
-    SELECT coalesce(sum(r.quantity), 0) AS stale FROM reservations r
-    WHERE r.product_id = l.product_id AND r.variant_id = l.variant_id
-      AND r.location = l.location AND r.status = 'held' AND r.expires_at <= :now) lv
-  WHERE l.on_hand - l.held + lv.stale >= w.least
-  ORDER BY l.product_id, l.variant_id, l.location
+  -- location with room once its expired holds are reclaimed. `stale_upto`: it,
+  -- or a level the locked path passes on its way to it, has expired holds.
+  SELECT DISTINCT ON (x.product_id, x.variant_id) x.id, x.stale_upto
+  FROM (
+    SELECT l.id, l.product_id, l.variant_id, l.location, w.least, l.on_hand - l.held + lv.stale AS room,
+           bool_or(lv.stale > 0) OVER (PARTITION BY l.product_id, l.variant_id ORDER BY l.location)
+             AS stale_upto
+    FROM (SELECT DISTINCT p, v, least FROM req) w
+    JOIN stock_levels l ON l.product_id = w.p AND l.variant_id = w.v
+    CROSS JOIN LATERAL (
+      SELECT coalesce(sum(r.quantity), 0) AS stale FROM reservations r
+      WHERE r.product_id = l.product_id AND r.variant_id = l.variant_id
+        AND r.location = l.location AND r.status = 'held' AND r.expires_at <= :now) lv
+  ) x
+  WHERE x.room >= x.least
+  ORDER BY x.product_id, x.variant_id, x.location
 ), target AS (
   -- Locked, so its figures are the rows' latest, whatever committed since
-  -- this statement's snapshot. A level with expired holds to reclaim takes
-  -- nothing here: the locked path reclaims them, then takes from the same level.
+  -- this statement's snapshot. Expired holds are the locked path's to reclaim,
+  -- at every level it passes: if any lie on its way, the batch takes nothing
+  -- of this product, and its holds go the locked way.
   SELECT s.id, s.product_id AS p, s.variant_id AS v, s.on_hand - s.held AS room,
          s.low_stock_alerted AS alerted
   FROM stock_levels s
-  WHERE s.id IN (SELECT id FROM cand WHERE stale = 0)
+  WHERE s.id IN (SELECT id FROM cand WHERE NOT stale_upto)
   ORDER BY s.id
   FOR UPDATE
 ), take AS (

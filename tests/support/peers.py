@@ -144,9 +144,12 @@ class WebPushPeer(_HttpPeer):
     """Endpoints `/push/<name>`; behaviour per name: `ok` (201), `gone` (410), `missing` (404),
     `hang-once` (the first request is held until `release()` and never answered)."""
 
-    def __init__(self, vapid_public_key: str) -> None:
+    def __init__(self, vapid_public_key: str, decrypt: bool = True) -> None:
         super().__init__()
         self.vapid_public_key = vapid_public_key
+        # A real push service only forwards the encrypted body; decrypting (the browser's part)
+        # is for tests that read the payload, and off for a benchmark that shares the machine.
+        self.decrypt = decrypt
         self.subscriptions: dict[str, dict[str, Any]] = {}
         self.held = threading.Event()
         self.release_event = threading.Event()
@@ -180,7 +183,7 @@ class WebPushPeer(_HttpPeer):
         if headers.get("Content-Encoding") != "aes128gcm":
             return 400, {}, {"reason": "not aes128gcm"}
         payload = json.loads(http_ece.decrypt(body, private_key=sub["key"], auth_secret=sub["auth"],
-                                              version="aes128gcm"))
+                                              version="aes128gcm")) if self.decrypt else None
         record = {"subscription": name, "payload": payload, "claims": claims,
                   "ttl": headers.get("TTL"), "urgency": headers.get("Urgency")}
         if sub["behaviour"] == "hang-once" and name not in self._seen_hang:
