@@ -1,9 +1,12 @@
 """The JS client's core under Node, as React Native runs it (WebSocket, fetch and timers
-passed in the options): it connects, subscribes, gets events, loses the network, resumes
-without a gap or a duplicate, and renews its token, against a real web process."""
+passed in the options): it connects, subscribes, sends a photo and reads it back, gets events,
+loses the network, resumes without a gap or a duplicate, and renews its token, against a
+real web process."""
 from __future__ import annotations
 
+import base64
 import json
+import os
 import queue
 import subprocess
 import threading
@@ -13,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.clients import publish
+from tests.support.files import PNG
 from tests.support.node import NODE_DIR, node_modules
 from tests.support.procs import WebServer
 from tests.support.proxy import CuttableProxy
@@ -54,10 +58,12 @@ def test_connect_events_lose_the_network_resume_without_gap_and_refresh(modules,
     topic = f"product:rn-{uuid.uuid4().hex[:8]}"
     node = subprocess.Popen(["node", str(NODE_DIR / "client_as_react_native.js"), proxy.url, topic,
                              f"rn-{uuid.uuid4().hex[:6]}"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            text=True, cwd=NODE_DIR)
+                            text=True, cwd=NODE_DIR, env={**os.environ, "SB_TEST_PNG": base64.b64encode(PNG).decode()})
     try:
         lines = Lines(node)
         lines.until(lambda x: x["kind"] == "subscribed")
+        photo = lines.until(lambda x: x["kind"] == "attachment")
+        assert photo == {"kind": "attachment", "content_type": "image/png", "same": True}
         for n in (1, 2, 3):
             publish(web, topic, "x:tick", {"n": n})
         lines.until(lambda x: x["kind"] == "event" and x["n"] == 3)

@@ -29,6 +29,17 @@ async function token(ttl) {
   client.on('x:tick', (data, frame) => say({kind: 'event', n: data.n, id: frame && frame.id}));
   await client.subscribe(topic);
   say({kind: 'subscribed'});
+  // A photo from the phone: uploaded to the customer's conversation and read back through
+  // the client, with the token it holds (FormData and Blob are the platform's).
+  const tok = await token(60);
+  const opened = await fetch(url + '/api/v1/conversations', {method: 'POST',
+    headers: {'Content-Type': 'application/json', Authorization: 'Bearer ' + tok},
+    body: JSON.stringify({text: 'photo of the parcel'})});
+  const conv = await opened.json();
+  const png = Buffer.from(process.env.SB_TEST_PNG, 'base64');
+  const att = await client.upload(conv.id, new Blob([png]), 'parcel.png');
+  const back = Buffer.from(await (await client.fetchAttachment(att)).arrayBuffer());
+  say({kind: 'attachment', content_type: att.content_type, same: back.equals(png)});
   process.stdin.on('end', () => { client.close(); process.exit(0); });
   process.stdin.resume();
 })().catch((err) => { say({kind: 'error', message: String(err && err.stack || err)}); process.exit(1); });
