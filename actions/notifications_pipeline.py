@@ -34,7 +34,7 @@ from settings import Settings
 log = logging.getLogger(__name__)
 OpenSession = Callable[[], AbstractContextManager[Session]]
 DISPATCH = "tasks.notifications.dispatch_batch"
-DELIVER = "tasks.notifications.deliver"
+DELIVER_MANY = "tasks.notifications.deliver_many"
 FLUSH_DIGEST = "tasks.notifications.flush_digest"
 
 
@@ -136,11 +136,12 @@ def dispatch(open_session: OpenSession, ids: list[str], *, bypass_digest: bool =
 
     The websocket channel is a publish on our own bus, so it is done here for
     the whole batch (one transaction for the rows, one publish per user
-    event); every other channel becomes its own `deliver` task, so a slow or
-    failing provider never holds up another channel.
+    event); every other channel becomes one `deliver_many` task for the batch,
+    so a slow or failing provider never holds up another channel.
     """
     counts = {"websocket": 0, "queued": 0, "skipped": 0, "expired": 0, "digested": 0}
     published: list[Notification] = []
+    to_deliver: dict[str, list[str]] = {}   # channel -> the batch's notifications to send on it
     with open_session() as session:
         notes = session.scalars(select(Notification).where(Notification.id.in_(ids))).all()
         if not notes:
@@ -187,8 +188,11 @@ def dispatch(open_session: OpenSession, ids: list[str], *, bypass_digest: bool =
                     rows.append({"notification_id": n.id, "channel": "websocket", "status": "sent",
                                  "attempts": 1})
                 else:
-                    enqueue(DELIVER, n.id, ch, session=session)
+                    to_deliver.setdefault(ch, []).append(n.id)
                     counts["queued"] += 1
+        # One task per channel for the batch: a slow or failing provider holds up only its channel.
+        for ch, channel_ids in to_deliver.items():
+            enqueue(DELIVER_MANY, channel_ids, ch, session=session)
         # One statement for the batch's renders and one for its rows, not one per row.
         session.expunge_all()
         _bulk_update(session, [{"id": n.id, "title": n.title, "body": n.body, "action_url": n.action_url,
@@ -255,91 +259,122 @@ def content_of(n: Notification, tpl, now=None) -> Content:  # noqa: ANN001
 
 def deliver(open_session: OpenSession, settings: Settings, notification_id: str, channel: str,
             final: bool = False) -> dict[str, str]:
-    """Send one notification on one channel to each of the user's targets, once each.
+    """Send one notification on one channel to each of the user's targets, once each
+    (`deliver_many` for one)."""
+    return deliver_many(open_session, settings, [notification_id], channel, final).get(notification_id, {})
 
-    Each target's row is taken with SELECT ... FOR UPDATE SKIP LOCKED and kept
-    locked during the send, so a duplicate task running at the same time skips
-    it; the row says `sent` in the same commit that ends the send, so a retry
-    after a crash skips every target already done. A worker killed during a
-    send rolls back only that target's attempt, which the retry makes again.
-    Raises RetryLater when a target failed transiently and `final` is False.
+
+def deliver_many(open_session: OpenSession, settings: Settings, notification_ids: list[str], channel: str,
+                 final: bool = False) -> dict[str, dict[str, str]]:
+    """Send these notifications on one channel to each of their users' targets, once each.
+
+    One transaction renders them all and writes every target's row `queued`. Then each
+    target's row is taken with SELECT ... FOR UPDATE SKIP LOCKED and kept locked during its
+    send, so a duplicate task running at the same time skips it; the row says `sent` in the
+    same commit that ends the send, so a retry after a crash skips every target already
+    done. A worker killed during a send rolls back only that target's attempt, which the
+    retry makes again. Raises RetryLater when a target failed transiently and `final` is
+    False. Returns each notification's outcome by target.
     """
+    outcome: dict[str, dict[str, str]] = {nid: {} for nid in notification_ids}
+    work: list[tuple[str, Any, Any, Content, Any]] = []   # (notification id, provider, target, content, expiry)
     with open_session() as session:
-        n = session.get(Notification, notification_id)
-        if n is None:
+        notes = session.scalars(select(Notification).where(Notification.id.in_(notification_ids))).all()
+        if not notes:
             return {}
-        tpl = templates_for(session, [n.type])[n.type]
-        if n.expires_at is None:
-            n.expires_at = n.created_at + timedelta(seconds=tpl.ttl or 86400)
-        user = session.get(User, n.user_id)
-        ensure_rendered(n, tpl, user.name if user else None)
-        content = content_of(n, tpl)
-        expires_at = n.expires_at
-        pairs = []
-        unconfigured = []
-        for provider in providers_for(channel, settings):
-            if provider.configured():
-                pairs += [(provider, t) for t in provider.targets(session, n.user_id)]
-            else:
-                unconfigured.append(provider.name)
-        if utcnow() > n.expires_at:
-            session.execute(update(NotificationDelivery).where(
-                NotificationDelivery.notification_id == n.id, NotificationDelivery.channel == channel,
-                NotificationDelivery.status == "queued").values(status="expired", updated_at=utcnow()))
-            _insert_rows(session, [{"notification_id": n.id, "channel": channel, "status": "expired",
-                                    "error": "expired before delivery"}])
-            return {"": "expired"}
-        if not pairs:
-            why = ("no target registered" if not unconfigured
-                   else f"not configured: {', '.join(unconfigured)}")
-            _insert_rows(session, [{"notification_id": n.id, "channel": channel, "status": "skipped",
-                                    "error": why}])
-            return {"": "skipped"}
-        _insert_rows(session, [{"notification_id": n.id, "channel": channel, "target": t.key,
-                                "status": "queued"} for _, t in pairs])
-    outcome: dict[str, str] = {}
-    retry = False
-    for provider, target in pairs:
-        with open_session() as session:
-            row = session.scalar(select(NotificationDelivery).where(
-                NotificationDelivery.notification_id == notification_id,
-                NotificationDelivery.channel == channel, NotificationDelivery.target == target.key,
-                NotificationDelivery.status == "queued").with_for_update(skip_locked=True))
-            if row is None:
-                # Done already, or locked: by a duplicate task sending right now, or by a
-                # killed worker whose transaction the database has not rolled back yet.
-                # A locked row still queued is looked at again on the retry.
-                still_queued = session.scalar(select(NotificationDelivery.id).where(
-                    NotificationDelivery.notification_id == notification_id,
-                    NotificationDelivery.channel == channel, NotificationDelivery.target == target.key,
-                    NotificationDelivery.status == "queued"))
-                if still_queued is not None and not final:
-                    retry = True
+        templates = templates_for(session, {n.type for n in notes})
+        users = {u.id: u for u in session.scalars(select(User).where(User.id.in_({n.user_id for n in notes})))}
+        providers = providers_for(channel, settings)
+        unconfigured = [p.name for p in providers if not p.configured()]
+        ready = [p for p in providers if p.configured()]
+        targets_of: dict[str, list[tuple[Any, Any]]] = {}
+        rows: list[dict[str, Any]] = []
+        now = utcnow()
+        for n in notes:
+            tpl = templates[n.type]
+            if n.expires_at is None:
+                n.expires_at = n.created_at + timedelta(seconds=tpl.ttl or 86400)
+            user = users.get(n.user_id)
+            ensure_rendered(n, tpl, user.name if user else None)
+            if now > n.expires_at:
+                session.execute(update(NotificationDelivery).where(
+                    NotificationDelivery.notification_id == n.id, NotificationDelivery.channel == channel,
+                    NotificationDelivery.status == "queued").values(status="expired", updated_at=now))
+                rows.append({"notification_id": n.id, "channel": channel, "status": "expired",
+                             "error": "expired before delivery"})
+                outcome[n.id] = {"": "expired"}
                 continue
-            row.attempts += 1
-            if utcnow() > expires_at:
-                row.status, row.error = "expired", "expired before delivery"
-            else:
-                try:
-                    row.provider_id = provider.send(target, content)
-                    row.status, row.error = "sent", None
-                except Gone as exc:
-                    row.status, row.error = "failed", f"{exc} (target removed)"
-                    provider.forget(session, target)
-                except Permanent as exc:
-                    row.status, row.error = "failed", str(exc)
-                except Exception as exc:  # noqa: BLE001 - Transient, or a provider's own surprise
-                    row.error = str(exc) if isinstance(exc, Transient) else f"{exc.__class__.__name__}: {exc}"
-                    log.warning("%s to %s failed: %s", channel, target.key, row.error)
-                    if final:
-                        row.status = "failed"
-                    else:
-                        retry = True
-            row.updated_at = utcnow()
-            outcome[target.key] = row.status
+            if n.user_id not in targets_of:
+                targets_of[n.user_id] = [(p, t) for p in ready for t in p.targets(session, n.user_id)]
+            pairs = targets_of[n.user_id]
+            if not pairs:
+                why = ("no target registered" if not unconfigured
+                       else f"not configured: {', '.join(unconfigured)}")
+                rows.append({"notification_id": n.id, "channel": channel, "status": "skipped", "error": why})
+                outcome[n.id] = {"": "skipped"}
+                continue
+            content = content_of(n, tpl)
+            rows += [{"notification_id": n.id, "channel": channel, "target": t.key, "status": "queued"}
+                     for _, t in pairs]
+            work += [(n.id, p, t, content, n.expires_at) for p, t in pairs]
+        _insert_rows(session, rows)
+    retry = False
+    for notification_id, provider, target, content, expires_at in work:
+        status = _send_once(open_session, notification_id, channel, provider, target, content, expires_at, final)
+        if status is None:
+            retry = retry or not final
+            continue
+        if status == "retry":
+            retry = True
+            continue
+        if status:
+            outcome[notification_id][target.key] = status
     if retry:
-        raise RetryLater(f"{notification_id}/{channel}: a target failed transiently")
+        raise RetryLater(f"{len(notification_ids)} notification(s) on {channel}: a target failed transiently")
     return outcome
+
+
+def _send_once(open_session: OpenSession, notification_id: str, channel: str, provider: Any, target: Any,
+               content: Content, expires_at: Any, final: bool) -> str | None:
+    """One target's send, its row locked through it: the row's new status; "" when there was
+    nothing to do; None when the row is locked by another task (look again on the retry);
+    "retry" after a transient failure."""
+    d = NotificationDelivery
+    with open_session() as session:
+        row = session.execute(select(d.id, d.attempts).where(
+            d.notification_id == notification_id, d.channel == channel, d.target == target.key,
+            d.status == "queued").with_for_update(skip_locked=True)).first()
+        if row is None:
+            # Done already, or locked: by a duplicate task sending right now, or by a
+            # killed worker whose transaction the database has not rolled back yet.
+            # A locked row still queued is looked at again on the retry.
+            still_queued = session.scalar(select(d.id).where(
+                d.notification_id == notification_id, d.channel == channel, d.target == target.key,
+                d.status == "queued"))
+            return None if still_queued is not None else ""
+        values: dict[str, Any] = {"attempts": row.attempts + 1}
+        again = False
+        if utcnow() > expires_at:
+            values.update(status="expired", error="expired before delivery")
+        else:
+            try:
+                values.update(provider_id=provider.send(target, content), status="sent", error=None)
+            except Gone as exc:
+                values.update(status="failed", error=f"{exc} (target removed)")
+                provider.forget(session, target)
+            except Permanent as exc:
+                values.update(status="failed", error=str(exc))
+            except Exception as exc:  # noqa: BLE001 - Transient, or a provider's own surprise
+                error = str(exc) if isinstance(exc, Transient) else f"{exc.__class__.__name__}: {exc}"
+                log.warning("%s to %s failed: %s", channel, target.key, error)
+                values["error"] = error
+                if final:
+                    values["status"] = "failed"
+                else:
+                    again = True
+        values["updated_at"] = utcnow()
+        session.execute(update(d).where(d.id == row.id).values(**values))
+        return "retry" if again else values.get("status", "queued")
 
 
 def deliveries(session: Session, notification_id: str) -> list[dict[str, Any]]:

@@ -31,6 +31,14 @@ def deliver(self, notification_id: str, channel: str) -> dict:
                             final=self.request.retries >= self.max_retries)
 
 
+@celery_app.task(name="tasks.notifications.deliver_many", bind=True, autoretry_for=(RetryLater, Exception))
+def deliver_many(self, notification_ids: list[str], channel: str) -> dict:
+    """A dispatched batch's notifications on one channel: one task, not one per notification."""
+    services = self.services
+    return pipeline.deliver_many(services.session, services.settings, notification_ids, channel,
+                                 final=self.request.retries >= self.max_retries)
+
+
 @celery_app.task(name="tasks.notifications.flush_digest", bind=True, autoretry_for=(Exception,))
 def flush_digest(self, digest_key: str) -> str | None:
     return pipeline.flush_digest(self.services.session, digest_key)

@@ -108,6 +108,30 @@ def test_web_push_vapid_and_aes128gcm_and_gone_endpoints_removed(client, service
     assert left == [ok["endpoint"]]
 
 
+def test_a_batch_on_one_channel_sends_each_target_once_even_run_twice(client, services, peers):
+    """`deliver_many`: several notifications to several users' targets in one task, a target
+    refused for good among them; run again (a duplicate task) it sends nothing more."""
+    push = peers["push"]
+    subs = {}
+    for uid in ("b1", "b2"):
+        subs[uid] = push.subscription(f"ok-{uid}")
+        assert client.post("/api/v1/me/push-subscriptions", json=subs[uid], headers=auth(uid, "customer")) \
+            .status_code == 201
+    flaky = push.subscription("flaky", "missing")   # 404 from the push service: failed for good
+    assert client.post("/api/v1/me/push-subscriptions", json=flaky, headers=auth("b2", "customer")).status_code == 201
+    ids = [send(client, uid, ["push"], "promotion_alert", {"title": f"T{i}"})
+           for i, uid in enumerate(["b1", "b2", "b1"])]
+    outcome = pipeline.deliver_many(services.session, services.settings, ids, "push")
+    assert sorted(outcome) == sorted(ids)
+    again = pipeline.deliver_many(services.session, services.settings, ids, "push")   # a duplicate task
+    assert again == {nid: {} for nid in ids}
+    got = push.wait_for(lambda items: len(items) >= 3)
+    assert sorted(g["subscription"].split("-")[1] for g in got) == ["b1", "b1", "b2"]
+    rows = [status(services, nid) for nid in ids]
+    assert [sorted(s for s, _, _ in r.values()) for r in rows] == [["sent"], ["failed", "sent"], ["sent"]]
+    assert all(attempts == 1 for r in rows for _, attempts, _ in r.values())
+
+
 def test_fcm_through_firebase_admin_and_unregistered_tokens_removed(client, services, peers):
     fcm = peers["fcm"]
     with services.session() as s:
