@@ -19,7 +19,7 @@ from models.migrate import upgrade
 from settings import Settings
 from tests.support.brokers import BROKERS, rabbitmq_vhost
 from tests.support.chat import Events, h, make_agent, open_conv
-from tests.support.databases import REDIS_URL, fresh_pg_database
+from tests.support.databases import REDIS_URL, copied_pg_database, fresh_pg_database
 
 ENGINES = ("sqlite", "postgresql")
 
@@ -132,10 +132,21 @@ def redis_prefix() -> str:
     client.close()
 
 
+@pytest.fixture(scope="session")
+def pg_template() -> str:
+    """A migrated database that each `stack_env` copies (never connected to otherwise)."""
+    with fresh_pg_database("sb_template") as url:
+        yield url
+
+
 @pytest.fixture
-def stack_env(pg_url, redis_prefix) -> dict[str, str]:
-    """Environment of the distributed mode for processes started by a test."""
-    return {"DATABASE_URL": pg_url, "REDIS_URL": REDIS_URL, "REDIS_PREFIX": redis_prefix}
+def stack_env(pg_template, redis_prefix) -> dict[str, str]:
+    """Environment of the distributed mode for processes started by a test: a database and
+    a Redis prefix of the test's own. The processes route, expire and sweep everything in
+    their database, so another test's rows (a conversation left waiting, an agent online)
+    must not be there."""
+    with copied_pg_database(pg_template) as url:
+        yield {"DATABASE_URL": url, "REDIS_URL": REDIS_URL, "REDIS_PREFIX": redis_prefix}
 
 
 @pytest.fixture(params=BROKERS)

@@ -17,7 +17,8 @@ import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timedelta, UTC
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import requests
@@ -29,8 +30,7 @@ from actions.inventory import stock as inventory
 from actions.inventory.stock import InventoryError, LevelKey
 from broadcast.bus import MemoryBus
 from broadcast.events import BEFORE_FIRST
-from models import (Reservation, StockLevel, User, make_engine, make_session_factory,
-                    session_scope)
+from models import Reservation, StockLevel, User, make_engine, make_session_factory, session_scope
 from tests.support.brokers import celery_for, scheduled_task_names
 from tests.support.clients import WsClient, auth, token
 from tests.support.procs import WebServer, Worker
@@ -61,14 +61,22 @@ def hold_together(sessions, **hold):
     return batch.hold_together(_db(sessions), **hold)
 
 
+@contextmanager
+def sessions_on(url: str):
+    from settings import normalise_database_url
+    engine = make_engine(normalise_database_url(url), pool_size=20, max_overflow=10)
+    broadcast.use_bus(MemoryBus())
+    try:
+        yield make_session_factory(engine)
+    finally:
+        broadcast.use_bus(None)
+        engine.dispose()
+
+
 @pytest.fixture
 def sessions(pg_url):
-    from settings import normalise_database_url
-    engine = make_engine(normalise_database_url(pg_url), pool_size=20, max_overflow=10)
-    broadcast.use_bus(MemoryBus())
-    yield make_session_factory(engine)
-    broadcast.use_bus(None)
-    engine.dispose()
+    with sessions_on(pg_url) as factory:
+        yield factory
 
 
 def level_of(sessions, product_id):
@@ -79,7 +87,7 @@ def level_of(sessions, product_id):
         return level.on_hand, level.held, held
 
 
-def test_500_holds_at_once_through_two_web_processes_hold_exactly_the_stock(procs, stack_env, sessions):
+def test_500_holds_at_once_through_two_web_processes_hold_exactly_the_stock(procs, stack_env):
     a = procs.start(WebServer(stack_env, procs.log_dir, "web-a"))
     b = procs.start(WebServer(stack_env, procs.log_dir, "web-b"))
     pid = f"hot-{uuid.uuid4().hex[:8]}"
@@ -103,7 +111,8 @@ def test_500_holds_at_once_through_two_web_processes_hold_exactly_the_stock(proc
     codes = [c for c, _ in results]
     assert codes.count(201) == 100 and codes.count(409) == 400, set(codes)
     assert {b["error"]["code"] for c, b in results if c == 409} == {"out_of_stock"}
-    assert level_of(sessions, pid) == (100, 100, 100)
+    with sessions_on(stack_env["DATABASE_URL"]) as sessions:
+        assert level_of(sessions, pid) == (100, 100, 100)
     stock = requests.get(f"{b.url}/api/v1/products/{pid}/stock", headers=auth("v", "customer"),
                          timeout=10).json()
     assert stock["variants"] == [{"variant_id": None, "available_quantity": 0, "is_in_stock": False}]

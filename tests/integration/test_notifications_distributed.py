@@ -67,7 +67,8 @@ def wait_deliveries(web, nid, pred, timeout=60):
     return rows
 
 
-def test_every_channel_end_to_end(procs, env, peers, pg_url):
+def test_every_channel_end_to_end(procs, env, peers):
+    pg_url = env["DATABASE_URL"]
     web = procs.start(WebServer(env, procs.log_dir))
     procs.start(Worker(env, procs.log_dir, queues="notifications", concurrency=2))
     uid = f"cust-{uuid.uuid4().hex[:8]}"
@@ -108,7 +109,7 @@ def pool_children(pid: int) -> list[int]:
     return children
 
 
-def test_worker_killed_mid_send_never_sends_twice(procs, env, broker_env, peers, pg_url):
+def test_worker_killed_mid_send_never_sends_twice(procs, env, broker_env, peers):
     """Two web push targets: the first is sent, the worker process is SIGKILLed while the
     second hangs; the redelivered task sends the second once and leaves the first alone."""
     push = peers["push"]

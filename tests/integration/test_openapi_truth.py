@@ -41,10 +41,12 @@ def server(tmp_path_factory, pg_url):
 @pytest.mark.parametrize("role", ["admin", "customer"])
 def test_st_run_checks_all_is_clean(server, role):
     tok = token(f"st-{role}", role, ttl=3600)
+    # One worker: with two threads, CPython 3.11.7's ast.parse (hypothesis describing a
+    # filter) can fail with "AST constructor recursion depth mismatch", a race in CPython.
     run = subprocess.run(
         [str(BIN / "st"), "run", f"{server.url}/api/v1/openapi.json", "--checks", "all",
          "-H", f"Authorization: Bearer {tok}", "--exclude-path-regex", "^/(ws|events|poll)$",
-         "--max-examples", EXAMPLES, "--workers", "2", "--no-color", "--request-timeout", "30"],
+         "--max-examples", EXAMPLES, "--workers", "1", "--no-color", "--request-timeout", "30"],
         cwd=ROOT, capture_output=True, text=True, timeout=580)
     assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-2000:]
     assert " passed" in run.stdout

@@ -30,3 +30,18 @@ def fresh_pg_database(prefix: str = "sb_test") -> Iterator[str]:
     finally:
         with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@contextmanager
+def copied_pg_database(template_url: str, prefix: str = "sb_stack") -> Iterator[str]:
+    """A new database copied from a migrated one (CREATE DATABASE ... TEMPLATE: a fraction of
+    a second, against seconds to migrate), dropped afterwards."""
+    template = template_url.rsplit("/", 1)[1]
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+    try:
+        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
+    finally:
+        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
