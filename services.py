@@ -32,6 +32,7 @@ from broadcast.presence import MemoryPresence, RedisPresence
 from broadcast.redis_bus import RedisBus
 from broadcast.throttle import LocalThrottle, RedisThrottle
 from models import User, make_engine, make_session_factory, session_scope, utcnow
+from providers.s3_storage import S3Storage
 from realtime.announcer import Announcer
 from realtime.presence import Presence
 from realtime.takeover import keep_alive
@@ -206,9 +207,6 @@ def attachment_storages(settings: Settings) -> Storages:
     database = DatabaseStorage()
     if chosen == "database" and not settings.chat.attachment_s3_bucket:
         return Storages(database)
-    # boto3 costs a process 26 MB and a quarter of a second to import: only a shop that
-    # keeps attachments in S3 pays for it.
-    from providers.s3_storage import S3Storage
     s3 = S3Storage(settings)
     return Storages(s3, {"database": database}) if chosen == "s3" else Storages(database, {"s3": s3})
 

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import boto3
-from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
 from sqlalchemy.orm import Session
 
 from actions.chat.attachments import StorageError
@@ -16,6 +13,13 @@ class S3Storage:
     name = "s3"
 
     def __init__(self, settings: Any) -> None:
+        # boto3 costs a process 26 MB and a quarter of a second to import: only a shop that
+        # keeps attachments in S3 pays for it, when this store is made.
+        import boto3
+        from botocore.config import Config
+        from botocore.exceptions import BotoCoreError, ClientError
+        self._errors = (BotoCoreError, ClientError)
+        self._client_error = ClientError
         chat = settings.chat
         if not chat.attachment_s3_bucket:
             raise RuntimeError("SB_ATTACHMENT_STORAGE=s3 needs SB_ATTACHMENT_S3_BUCKET")
@@ -29,15 +33,14 @@ class S3Storage:
     def save(self, session: Session, key: str, data: bytes) -> None:
         try:
             self.client.put_object(Bucket=self.bucket, Key=self.prefix + key, Body=data)
-        except (BotoCoreError, ClientError) as exc:
+        except self._errors as exc:
             raise StorageError(503, "storage_unavailable", f"the attachment store refused the file: {exc}") from None
 
     def load(self, session: Session, key: str) -> bytes:
         try:
             return self.client.get_object(Bucket=self.bucket, Key=self.prefix + key)["Body"].read()
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+        except self._errors as exc:
+            code = exc.response.get("Error", {}).get("Code") if isinstance(exc, self._client_error) else None
+            if code in ("NoSuchKey", "404"):
                 raise StorageError(404, "attachment_not_found", "the attachment's bytes are gone") from None
-            raise StorageError(503, "storage_unavailable", f"the attachment store failed: {exc}") from None
-        except BotoCoreError as exc:
             raise StorageError(503, "storage_unavailable", f"the attachment store failed: {exc}") from None
