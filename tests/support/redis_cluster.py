@@ -1,0 +1,136 @@
+"""A Redis Cluster of the test's own: three masters with a replica each, on free ports.
+
+Started as children (`redis-server --cluster-enabled yes`), joined with
+`redis-cli --cluster create`, stopped by their own pids. A short node timeout
+makes a replica take over within about two seconds of its master's death, so
+a test can kill a master mid-stream and wait for the failover as an event
+(the slots served again by a live node), never by sleeping a guessed time.
+"""
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import redis
+
+from tests.support.procs import free_port
+
+NODE_TIMEOUT_MS = 1000
+
+
+def _cluster_port() -> int:
+    """A free port whose cluster bus port (10,000 above) is free too; Redis needs it <= 55535."""
+    while True:
+        port = free_port()
+        if port > 55535:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port + 10000))
+            except OSError:
+                continue
+        return port
+
+
+class _Node:
+    def __init__(self, root: Path) -> None:
+        self.port = _cluster_port()
+        self.dir = root / str(self.port)
+        self.popen: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        args = ["redis-server", "--bind", "127.0.0.1", "--port", str(self.port), "--save", "",
+                "--appendonly", "no", "--dir", str(self.dir), "--logfile", str(self.dir / "redis.log"),
+                "--cluster-enabled", "yes", "--cluster-config-file", str(self.dir / "nodes.conf"),
+                "--cluster-node-timeout", str(NODE_TIMEOUT_MS)]
+        self.popen = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def client(self) -> redis.Redis:
+        return redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=2)
+
+    @property
+    def alive(self) -> bool:
+        return self.popen is not None and self.popen.poll() is None
+
+    def kill(self) -> None:
+        if self.alive:
+            assert self.popen is not None
+            self.popen.send_signal(signal.SIGKILL)
+            self.popen.wait(timeout=10)
+
+
+def _wait(predicate, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if predicate():
+                return
+        except redis.RedisError:
+            pass
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"redis cluster: {what} not within {timeout}s")
+        time.sleep(0.05)  # polling a server's state: it has no event to block on
+
+
+class RedisCluster:
+    def __init__(self, root: Path, masters: int = 3) -> None:
+        self.nodes = [_Node(root) for _ in range(masters * 2)]
+        self.masters = masters
+
+    @property
+    def url(self) -> str:
+        """REDIS_URL for Switchboard: every node as a startup node."""
+        return "redis+cluster://" + ",".join(f"127.0.0.1:{n.port}" for n in self.nodes)
+
+    def start(self) -> "RedisCluster":
+        for node in self.nodes:
+            node.start()
+        for node in self.nodes:
+            _wait(lambda n=node: n.client().ping(), 10, f"node {node.port} up")
+        subprocess.run(["redis-cli", "--cluster", "create",
+                        *(f"127.0.0.1:{n.port}" for n in self.nodes),
+                        "--cluster-replicas", "1", "--cluster-yes"],
+                       check=True, capture_output=True, timeout=60)
+        self.wait_healthy()
+        return self
+
+    def _live(self) -> list[_Node]:
+        return [n for n in self.nodes if n.alive]
+
+    def wait_healthy(self, timeout: float = 30) -> None:
+        """Every live node says the cluster is ok and sees every slot on a live master,
+        and every live replica is in sync (a replica that never synced cannot take over)."""
+        def healthy() -> bool:
+            live_ports = {n.port for n in self._live()}
+            for node in self._live():
+                info = node.client().cluster("info")
+                if info.get("cluster_state") != "ok":
+                    return False
+                replication = node.client().info("replication")
+                if replication["role"] == "slave" and (
+                        replication.get("master_link_status") != "up"
+                        or int(replication.get("master_port", 0)) not in live_ports):
+                    return False
+                for start, end, master, *_ in node.client().execute_command("CLUSTER SLOTS"):
+                    if int(master[1]) not in live_ports:
+                        return False
+            return True
+        _wait(healthy, timeout, "all slots served by live masters")
+
+    def master_of(self, key: str) -> _Node:
+        slot = int(self._live()[0].client().execute_command("CLUSTER KEYSLOT", key))
+        for start, end, master, *_ in self._live()[0].client().execute_command("CLUSTER SLOTS"):
+            if start <= slot <= end:
+                return next(n for n in self.nodes if n.port == int(master[1]))
+        raise LookupError(key)
+
+    def kill(self, node: _Node) -> None:
+        node.kill()
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.kill()
