@@ -2,7 +2,9 @@
 
 With REDIS_URL, Redis is the broker and result store, unless CELERY_BROKER_URL names
 another broker (RabbitMQ); without either (embedded mode) an in-process broker feeds a
-worker thread inside the web process.
+worker thread inside the web process. Celery's Redis transport cannot use a Redis
+Cluster: with REDIS_URL naming one, CELERY_BROKER_URL is required and no result
+store is kept (no task's result is read).
 """
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ from typing import Any
 
 from kombu import Queue
 
+from broadcast.redis_client import is_cluster
 from settings import Settings
 
 QUEUES = ("routing", "notifications", "tracking", "inventory")
@@ -56,6 +59,11 @@ def broker_options(broker_url: str, keyprefix: str) -> dict[str, Any]:
 def config(settings: Settings) -> dict[str, Any]:
     redis_url = settings.redis_url
     keyprefix = settings.redis_prefix + "celery:"
+    if is_cluster(redis_url):
+        if not settings.celery_broker_url:
+            raise ValueError("REDIS_URL names a Redis Cluster, which Celery cannot use as its broker: "
+                             "set CELERY_BROKER_URL (amqp://... or a plain redis://...)")
+        redis_url = None
     broker_url = settings.celery_broker_url or redis_url or "memory://"
     return {
         "broker_url": broker_url,

@@ -18,6 +18,9 @@ _KINDS: tuple[tuple[type[BaseException], str], ...] = (
     (redis.exceptions.ConnectionError, "redis"),
     (redis.exceptions.TimeoutError, "redis"),
     (redis.exceptions.BusyLoadingError, "redis"),
+    # A cluster mid-failover: a slot without a live master, or keys being moved.
+    (redis.exceptions.ClusterError, "redis"),
+    (redis.exceptions.TryAgainError, "redis"),
     (kombu.exceptions.OperationalError, "broker"),
     (sqlalchemy.exc.OperationalError, "database"),
     (sqlalchemy.exc.InterfaceError, "database"),

@@ -14,7 +14,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-import redis
 from sqlalchemy import text, update
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Engine
@@ -30,6 +29,8 @@ from broadcast.hub import Hub
 from broadcast.metrics import on_delivered
 from broadcast.presence import MemoryPresence, RedisPresence
 from broadcast.redis_bus import RedisBus
+from broadcast.redis_client import AnyRedis
+from broadcast.redis_client import connect as connect_redis
 from broadcast.throttle import LocalThrottle, RedisThrottle
 from models import User, make_engine, make_session_factory, session_scope, utcnow
 from providers.s3_storage import S3Storage
@@ -131,7 +132,7 @@ class Services:
     users: UserRegistry
     presence: Presence | None = None
     hub: Hub | None = None
-    redis: redis.Redis | None = None
+    redis: AnyRedis | None = None
     announcer: Announcer | None = None
     throttle: object = None   # at most once per interval per key (broadcast/throttle.py)
     engine: Engine | None = None
@@ -157,12 +158,7 @@ class Services:
             {} if settings.database_url.startswith("sqlite") else
             {"pool_size": settings.db_pool_size, "max_overflow": settings.db_max_overflow}))
         sessions = make_session_factory(engine)
-        client = None
-        if settings.redis_url:
-            # Waits for a free connection instead of failing when a burst
-            # of connects needs more than the pool holds.
-            client = redis.Redis(connection_pool=redis.BlockingConnectionPool.from_url(
-                settings.redis_url, max_connections=64, timeout=20))
+        client = connect_redis(settings.redis_url) if settings.redis_url else None
         if bus is None:
             bus = (RedisBus(settings.redis_url, settings.redis_prefix, settings.realtime.history_min_events,
                             settings.realtime.history_min_seconds, settings.realtime.history_idle_ttl_seconds)

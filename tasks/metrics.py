@@ -8,8 +8,9 @@ from __future__ import annotations
 import threading
 from collections import Counter
 
-import redis
 from celery import signals
+
+from broadcast.redis_client import connect
 
 _local: Counter = Counter()
 _lock = threading.Lock()
@@ -19,7 +20,7 @@ _store: dict = {"url": None, "client": None, "key": "sb:metrics:tasks"}
 def use_store(redis_url: str | None, prefix: str) -> None:
     """Count in Redis at `redis_url` (None: in this process's memory); tasks.configure calls it."""
     if redis_url != _store["url"]:
-        _store.update(url=redis_url, client=redis.Redis.from_url(redis_url) if redis_url else None)
+        _store.update(url=redis_url, client=connect(redis_url, max_connections=8) if redis_url else None)
     _store["key"] = prefix + "metrics:tasks"
 
 
