@@ -91,7 +91,7 @@ class MemoryBus:
         self.min_ms = min_seconds * 1000
         self.epoch = new_epoch()
         self._topics: dict[str, _Topic] = {}
-        self._idem: dict[str, tuple[str, float]] = {}
+        self._idem: dict[tuple[str, str], tuple[str, float]] = {}
         self._listeners: list[Listener] = []
         # One lock orders id assignment and delivery, so listeners see each
         # topic's events in cursor order even with publishers on many threads.
@@ -102,7 +102,7 @@ class MemoryBus:
         with self._lock:
             now = now_ms()
             if idempotency_key:
-                first = self._idem.get(idempotency_key)
+                first = self._idem.get((topic, idempotency_key))
                 if first and first[1] > time.monotonic():
                     return first[0]
             if ephemeral:
@@ -117,7 +117,7 @@ class MemoryBus:
                 t.events.append((ev, now))
                 self._trim(t, now)
                 if idempotency_key:
-                    self._idem[idempotency_key] = (cursor, time.monotonic() + 300)
+                    self._idem[topic, idempotency_key] = (cursor, time.monotonic() + 300)
             for listener in self._listeners:
                 listener(ev)
             return ev.id

@@ -1,65 +1,94 @@
-"""The Redis engine: a capped stream per topic (history, resume) + pub/sub (live).
+"""The Redis engine: a capped stream per topic (history, resume) + sharded pub/sub (live).
 
 One Lua script assigns the id, stores the event and publishes the frame, so a
 topic's stream order and live order are the same and the frame is encoded
-once, by the publisher. A process listens with one pub/sub connection on one
-greenlet, subscribing a topic while something local wants it.
+once, by the publisher. A topic's keys and channel carry it as a hash tag, so
+on a Redis Cluster they share a slot and the script runs on the one master
+that holds it; live frames go out with SPUBLISH, which a cluster delivers
+only within that master's shard. A process listens with one connection per
+master it needs (the one Redis, or each master of a cluster), each on a
+greenlet of its own, subscribing a topic while something local wants it; a
+connection lost, a failover or a slot moved makes it subscribe the topic
+again where it now lives and replay the topic's stream from the last event
+seen.
 """
 from __future__ import annotations
 
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import redis
+from redis.cluster import RedisCluster
 
 from broadcast.bus import Listener, Outgoing, now_ms
 from broadcast.events import (BEFORE_FIRST, Event, cursor_key, frame_parts, make_cursor, new_epoch,
                               parse_cursor, recoverable)
+from broadcast.redis_client import connect
 from group_commit import GroupCommit
 
 log = logging.getLogger(__name__)
 
 # The epoch of a topic's history (broadcast/events.py) lives in a hash beside
-# its stream: `e` the epoch, `u` set once an event was added under it. It is
-# made when missing, and made anew when its stream is gone after events were
-# added (deleted, or expired): a stream created again is another history. A
-# Redis restarted without persistence has neither, so every topic starts a
-# new epoch there. One snippet, for every script that reads or adds events.
+# its stream: `e` the epoch, `u` set once an event was added under it, `r` the
+# replication id of the server that kept it. It is made when missing, and made
+# anew when its stream is gone after events were added (deleted, or expired):
+# a stream created again is another history. A Redis restarted without
+# persistence has neither, so every topic starts a new epoch there.
+# A replica that took over from a failed master (a cluster's failover) has
+# that master's replication id as its `master_replid2`: replication is
+# asynchronous, so events the master stored, published and acknowledged may
+# never have reached it. Such a history ends there (its stream is dropped)
+# and a new epoch begins, so a cursor from before is answered `recovered:
+# false` rather than resumed over a silent hole. A server restarted from its
+# own AOF keeps its history (and records its new id).
+# One snippet, for every script that reads or adds events.
 # ARGV of the caller: ..., candidate epoch, idle ttl s (named by the caller).
 _EPOCH = """
 local function epoch_of(stream, ekey, candidate, ttl)
-  local e = redis.call('HGET', ekey, 'e')
-  if e and (redis.call('EXISTS', stream) == 1 or not redis.call('HGET', ekey, 'u')) then
+  local info = redis.call('INFO', 'replication')
+  local rid = string.match(info, 'master_replid:(%x+)')
+  local h = redis.call('HMGET', ekey, 'e', 'u', 'r')
+  local e = h[1]
+  if e and h[3] ~= rid and h[3] == string.match(info, 'master_replid2:(%x+)') then
+    redis.call('DEL', stream)
+    e = false
+  elseif e and h[2] and redis.call('EXISTS', stream) == 0 then
+    e = false
+  end
+  if e then
+    if h[3] ~= rid then redis.call('HSET', ekey, 'r', rid) end
     redis.call('EXPIRE', ekey, ttl)
     return e
   end
   redis.call('DEL', ekey)
-  redis.call('HSET', ekey, 'e', candidate)
+  redis.call('HSET', ekey, 'e', candidate, 'r', rid)
   redis.call('EXPIRE', ekey, ttl)
   return candidate
 end
 """
 
-# KEYS: stream, idempotency key ('' for none), epoch hash
+# KEYS: stream, idempotency key (its topic's bare one when none: every key in the slot), epoch hash
 # ARGV: channel, event, frame prefix, frame suffix, ephemeral, min events, min ms, now ms,
-#       idle ttl s, candidate epoch
+#       idle ttl s, candidate epoch, whether there is an idempotency key ('1' or '0')
 _PUBLISH = _EPOCH + """
-local idem = KEYS[2]
+local idem = ''
+if ARGV[11] == '1' then idem = KEYS[2] end
 if idem ~= '' then
   local first = redis.call('GET', idem)
   if first then return first end
 end
 if ARGV[5] == '1' then
-  redis.call('PUBLISH', ARGV[1], '\\n' .. ARGV[2] .. '\\n' .. ARGV[8] .. '\\n' .. ARGV[3] .. 'null' .. ARGV[4])
+  redis.call('SPUBLISH', ARGV[1], '\\n' .. ARGV[2] .. '\\n' .. ARGV[8] .. '\\n' .. ARGV[3] .. 'null' .. ARGV[4])
   return false
 end
 local epoch = epoch_of(KEYS[1], KEYS[3], ARGV[10], ARGV[9])
 redis.call('HSET', KEYS[3], 'u', '1')
 local xid = redis.call('XADD', KEYS[1], '*', 'e', ARGV[2], 'p', ARGV[3], 's', ARGV[4])
 local id = xid .. ':' .. epoch
-redis.call('PUBLISH', ARGV[1],
+redis.call('SPUBLISH', ARGV[1],
            id .. '\\n' .. ARGV[2] .. '\\n' .. ARGV[8] .. '\\n' .. ARGV[3] .. '"' .. id .. '"' .. ARGV[4])
 local min = tonumber(ARGV[6])
 local n = redis.call('XLEN', KEYS[1])
@@ -126,16 +155,50 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
+class _Shard:
+    """One listening connection: to the Redis, or to one master of a cluster, on its own
+    greenlet. `replay`: topics to replay from their cursor once subscribed here (after a
+    reconnect, or moved here from another master), so nothing published meanwhile is missed."""
+
+    __slots__ = ("name", "client", "slot_of", "topics", "replay", "pubsub", "thread")
+
+    def __init__(self, name: str, client: redis.Redis, slot_of: Callable[[str], int] | None) -> None:
+        self.name = name
+        self.client = client
+        self.slot_of = slot_of                  # a cluster's: one command names channels of one slot
+        self.topics: set[str] = set()
+        self.replay: set[str] = set()
+        self.pubsub: redis.client.PubSub | None = None
+        self.thread: threading.Thread | None = None
+
+    def send(self, command: str, channels: list[str]) -> None:
+        """SSUBSCRIBE / SUNSUBSCRIBE on the listening connection (the bus's `_write` held).
+
+        Sent as a bare command: redis-py's PubSub would also keep a handler
+        entry per channel, for a resubscription this engine does itself
+        (`RedisBus._run` subscribes every topic of the shard on a new
+        connection), and topics are per user. The replies come to the
+        listener as messages as usual.
+        """
+        pubsub = self.pubsub
+        if pubsub is None or pubsub.connection is None:
+            return
+        if self.slot_of is None:
+            pubsub.connection.send_command(command, *channels)
+            return
+        by_slot: dict[int, list[str]] = {}
+        for channel in channels:
+            by_slot.setdefault(self.slot_of(channel), []).append(channel)
+        pubsub.connection.send_packed_command(
+            pubsub.connection.pack_commands([(command, *group) for group in by_slot.values()]))
+
+
 class RedisBus:
     def __init__(self, url: str, prefix: str = "sb:", min_events: int = 1000,
                  min_seconds: int = 600, idle_ttl: int = 86400, max_connections: int = 64,
                  pool_timeout: float = 20.0) -> None:
-        # A blocking pool: under gevent thousands of greenlets may call Redis at
-        # once (a burst of connects); they wait for a connection instead of
-        # failing with "Too many connections" (redis-py's default pool is 100).
-        pool = redis.BlockingConnectionPool.from_url(
-            url, max_connections=max_connections, timeout=pool_timeout, health_check_interval=0)
-        self.redis = redis.Redis(connection_pool=pool)
+        self.redis = connect(url, max_connections, pool_timeout)
+        self.cluster = isinstance(self.redis, RedisCluster)
         self.prefix = prefix
         self.min_events = min_events
         self.min_ms = min_seconds * 1000
@@ -147,25 +210,32 @@ class RedisBus:
         # topic -> None once subscribed, or the Event its listeners wait on until then
         # (an Event per topic only while it is being subscribed: topics are per user).
         self._wanted: dict[str, threading.Event | None] = {}
+        self._home: dict[str, _Shard] = {}               # topic -> the shard it is subscribed on
+        self._shards: dict[str, _Shard] = {}             # node name -> its listening connection
         self._last: dict[str, str] = {}                  # topic -> newest id delivered live
         self._newest: dict[str, str] = {}                # topic -> newest id known (latest())
         self._subscribes: GroupCommit[str, None, str] = GroupCommit(self._subscribe_many, "redis-subscribe")
         self._listened_ms: dict[str, int] = {}           # topic -> when it was first wanted
         self._clock_offset_ms = 0                        # Redis's clock - ours, at the last connect
-        self._pubsub: redis.client.PubSub | None = None
         self._write = threading.Lock()
-        self._thread: threading.Thread | None = None
+        self._attached = False
         self._closed = False
 
-    # keys
+    # keys: a topic's stream, epoch, idempotency keys and channel share its hash tag (one slot)
     def _stream(self, topic: str) -> str:
-        return f"{self.prefix}s:{topic}"
+        return f"{self.prefix}s:{{{topic}}}"
 
     def _channel(self, topic: str) -> str:
-        return f"{self.prefix}t:{topic}"
+        return f"{self.prefix}t:{{{topic}}}"
 
     def _epoch_key(self, topic: str) -> str:
-        return f"{self.prefix}e:{topic}"
+        return f"{self.prefix}e:{{{topic}}}"
+
+    def _idempotency_key(self, topic: str, key: str) -> str:
+        return f"{self.prefix}i:{{{topic}}}:{key}"
+
+    def _topic_of(self, channel: str) -> str:
+        return channel[len(self.prefix) + 3:-1]
 
     # publishing (any process, including Celery workers)
     def publish(self, topic: str, event: str, data: Any, *, ephemeral: bool = False,
@@ -175,14 +245,19 @@ class RedisBus:
     def publish_many(self, events: list[Outgoing]) -> list[str | None]:
         if len(events) == 1:
             return [self._run_publish(events[0])]
-        # One round trip; each event still runs the script on its own, so ids,
-        # history, trimming and idempotency are those of `publish`.
-        try:
-            results = self._evalsha_all(events)
-        except redis.exceptions.NoScriptError:
-            # A restarted Redis: nothing ran (every EVALSHA failed alike).
+        # One round trip (one per master on a cluster); each event still runs the
+        # script on its own, so ids, history, trimming and idempotency are those of
+        # `publish`. A master that lost its scripts (restarted, or a replica that just
+        # took over) refuses only its own share: load the script and run just those.
+        results = self._evalsha_all(events)
+        missing = [i for i, r in enumerate(results) if isinstance(r, redis.exceptions.NoScriptError)]
+        if missing:
             self.redis.script_load(_PUBLISH)
-            results = self._evalsha_all(events)
+            for i, r in zip(missing, self._evalsha_all([events[i] for i in missing]), strict=True):
+                results[i] = r
+        for r in results:
+            if isinstance(r, Exception):
+                raise r
         return [_text(r) if r else None for r in results]
 
     def _evalsha_all(self, events: list[Outgoing]) -> list[Any]:
@@ -191,17 +266,17 @@ class RedisBus:
         with self.redis.pipeline(transaction=False) as pipe:
             for e in events:
                 keys, args = self._script_input(e)
-                pipe.evalsha(self._publish.sha, len(keys), *keys, *args)
-            return pipe.execute()
+                pipe.execute_command("EVALSHA", self._publish.sha, len(keys), *keys, *args)
+            return pipe.execute(raise_on_error=False)
 
     def _script_input(self, e: Outgoing) -> tuple[list[str], list[Any]]:
         ts = now_ms()
         prefix, suffix = frame_parts(e.topic, e.event, ts, e.data)
-        idem = f"{self.prefix}i:{e.idempotency_key}" if e.idempotency_key else ""
-        return ([self._stream(e.topic), idem, self._epoch_key(e.topic)],
+        return ([self._stream(e.topic), self._idempotency_key(e.topic, e.idempotency_key or ""),
+                 self._epoch_key(e.topic)],
                 [self._channel(e.topic), e.event, prefix, suffix, "1" if e.ephemeral else "0",
-                 self.min_events, self.min_ms, ts, self.idle_ttl, new_epoch()])
-
+                 self.min_events, self.min_ms, ts, self.idle_ttl, new_epoch(),
+                 "1" if e.idempotency_key else "0"])
     def _run_publish(self, e: Outgoing) -> str | None:
         keys, args = self._script_input(e)
         result = self._publish(keys=keys, args=args)
@@ -255,9 +330,40 @@ class RedisBus:
     # live delivery (web processes)
     def attach(self, listener: Listener) -> None:
         self._listeners.append(listener)
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="redis-bus", daemon=True)
-            self._thread.start()
+        with self._write:
+            self._attached = True
+            if isinstance(self.redis, redis.Redis):
+                self._shard_named("redis", self.redis)
+            for shard in self._shards.values():
+                self._start(shard)
+
+    def _start(self, shard: _Shard) -> None:
+        if self._attached and shard.thread is None:
+            shard.thread = threading.Thread(target=self._run, args=(shard,), name=f"redis-bus {shard.name}",
+                                            daemon=True)
+            shard.thread.start()
+
+    def _shard_named(self, name: str, client: redis.Redis) -> _Shard:
+        shard = self._shards.get(name)
+        if shard is None:
+            shard = self._shards[name] = _Shard(
+                name, client, self.redis.keyslot if isinstance(self.redis, RedisCluster) else None)
+            self._start(shard)
+        return shard
+
+    def _shard_for(self, topic: str) -> _Shard:
+        """Where `topic` is delivered now, by the client's map of the cluster (`_write` held)."""
+        if isinstance(self.redis, redis.Redis):
+            return self._shard_named("redis", self.redis)
+        node = self.redis.nodes_manager.get_node_from_slot(self.redis.keyslot(self._channel(topic)))
+        shard = self._shards.get(node.name)
+        if shard is not None:
+            return shard
+        # A client of its own: the cluster client may disconnect its nodes' pools when
+        # it refreshes its map, which would cut every listening connection too.
+        pool = self.redis.get_redis_connection(node).connection_pool
+        own = redis.ConnectionPool(connection_class=pool.connection_class, **pool.connection_kwargs)
+        return self._shard_named(node.name, redis.Redis(connection_pool=own))
 
     def listen(self, topic: str, timeout: float = 10.0) -> None:
         ready = self._wanted.get(topic, _MISSING)
@@ -271,7 +377,7 @@ class RedisBus:
                     ready = self._wanted[topic] = threading.Event()
                     self._listened_ms.setdefault(topic, self._redis_now_ms())
             if fresh:
-                # The topics wanted while a SUBSCRIBE is on its way go in the next one:
+                # The topics wanted while a SSUBSCRIBE is on its way go in the next one:
                 # a burst of connects (a user topic each) sends a few commands, not one each.
                 self._subscribes.submit("subscribe", topic)
         if ready is not None and not ready.wait(timeout):
@@ -279,22 +385,15 @@ class RedisBus:
 
     def _subscribe_many(self, _key: str, topics: list[str]) -> list[None]:
         with self._write:
-            wanted = [self._channel(t) for t in topics if self._wanted.get(t, _MISSING) is not None]
-            if wanted:
-                self._send("SUBSCRIBE", wanted)
+            by_shard: dict[_Shard, list[str]] = {}
+            for topic in topics:
+                if topic in self._wanted and topic not in self._home:
+                    shard = self._home[topic] = self._shard_for(topic)
+                    shard.topics.add(topic)
+                    by_shard.setdefault(shard, []).append(self._channel(topic))
+            for shard, channels in by_shard.items():
+                shard.send("SSUBSCRIBE", channels)
         return [None] * len(topics)
-
-    def _send(self, command: str, channels: list[str]) -> None:
-        """SUBSCRIBE / UNSUBSCRIBE on the listener's connection, with `_write` held.
-
-        Sent as a bare command: redis-py's PubSub would also keep a handler
-        entry per channel, for a resubscription this engine does itself
-        (`_run` subscribes every wanted topic on a new connection), and topics
-        are per user. The replies come to the listener as messages as usual.
-        """
-        pubsub = self._pubsub
-        if pubsub is not None and pubsub.connection is not None:
-            pubsub.connection.send_command(command, *channels)
 
     def unlisten(self, topic: str) -> None:
         with self._write:
@@ -303,38 +402,91 @@ class RedisBus:
             self._last.pop(topic, None)
             self._newest.pop(topic, None)
             self._listened_ms.pop(topic, None)
+            shard = self._home.pop(topic, None)
+            if shard is None:
+                return
+            shard.topics.discard(topic)
+            shard.replay.discard(topic)
             try:
-                self._send("UNSUBSCRIBE", [self._channel(topic)])
+                shard.send("SUNSUBSCRIBE", [self._channel(topic)])
             except redis.RedisError:
                 log.warning("unsubscribe %s failed; the reconnect will drop it", topic)
 
-    def _run(self) -> None:
+    def _move(self, topics: list[str], shard: _Shard) -> None:
+        """Topics `shard` can no longer deliver (its master failed, or their slot moved):
+        ask the cluster where they live now and subscribe them there, to be replayed from
+        their cursors once subscribed. Those still on `shard` wait for its reconnect."""
+        if not self.cluster or not topics:
+            return
+        assert isinstance(self.redis, RedisCluster)
+        try:
+            self.redis.nodes_manager.initialize(disconnect_startup_nodes_pools=False)
+        except redis.RedisError as exc:
+            log.warning("cluster map not refreshed (%s); retrying on the next failure", exc)
+            return
+        with self._write:
+            moved: dict[_Shard, list[str]] = {}
+            for topic in topics:
+                if self._home.get(topic) is not shard:
+                    continue
+                target = self._shard_for(topic)
+                if target is shard:
+                    continue
+                shard.topics.discard(topic)
+                shard.replay.discard(topic)
+                self._home[topic] = target
+                target.topics.add(topic)
+                target.replay.add(topic)
+                if self._wanted.get(topic) is None:
+                    self._wanted[topic] = threading.Event()
+                self._newest.pop(topic, None)
+                moved.setdefault(target, []).append(self._channel(topic))
+            for target, channels in moved.items():
+                log.warning("%d topics moved from %s to %s (failover or resharding); replaying them",
+                            len(channels), shard.name, target.name)
+                target.send("SSUBSCRIBE", channels)
+
+    def _retired(self, shard: _Shard) -> bool:
+        """A cluster node that no longer holds any topic of ours nor serves as a master."""
+        if not self.cluster or shard.topics:
+            return False
+        assert isinstance(self.redis, RedisCluster)
+        node = self.redis.nodes_manager.get_node(node_name=shard.name)
+        return node is None or node.server_type != "primary"
+
+    def _run(self, shard: _Shard) -> None:
         backoff = 0.1
         control = f"{self.prefix}ctl"
         while not self._closed:
-            pubsub = self.redis.pubsub()
+            with self._write:
+                if self._retired(shard):
+                    self._shards.pop(shard.name, None)
+                    return
+            pubsub = shard.client.pubsub()
             try:
                 with self._write:
-                    # Every topic waits for its subscription again, and nothing of
-                    # what happened while disconnected is known: ask Redis anew.
-                    for topic, ready in self._wanted.items():
-                        if ready is None:
+                    # Every topic waits for its subscription again and is replayed once
+                    # subscribed, and nothing of what happened while disconnected is
+                    # known: ask Redis anew. The control channel keeps the connection
+                    # in its subscribed state while it has no topic.
+                    for topic in shard.topics:
+                        if self._wanted.get(topic, _MISSING) is None:
                             self._wanted[topic] = threading.Event()
-                    self._newest.clear()
+                        self._newest.pop(topic, None)
+                    shard.replay = set(shard.topics)
                     pubsub.subscribe(control)
-                    self._pubsub = pubsub
-                    if self._wanted:
-                        self._send("SUBSCRIBE", [self._channel(t) for t in self._wanted])
-                seconds, micros = self.redis.time()
+                    shard.pubsub = pubsub
+                    if shard.topics:
+                        shard.send("SSUBSCRIBE", [self._channel(t) for t in shard.topics])
+                seconds, micros = shard.client.time()
                 self._clock_offset_ms = seconds * 1000 + micros // 1000 - now_ms()
-                self._replay_missed()
                 backoff = 0.1
                 for message in pubsub.listen():
                     # Take whatever else already arrived, without waiting, and
                     # hand it to the hub at once (one write per socket per batch).
                     batch: list[Event] = []
                     while message is not None:
-                        ev = self._on_message(message)
+                        ev = self._on_message(shard, message)
                         if ev is not None:
                             batch.append(ev)
                         if len(batch) >= _BATCH:
@@ -347,12 +499,15 @@ class RedisBus:
             except Exception:  # noqa: BLE001 - the listener must outlive any failure
                 if self._closed:
                     return
-                log.exception("redis listener failed; reconnecting in %.1fs", backoff)
+                log.exception("redis listener %s failed; reconnecting in %.1fs", shard.name, backoff)
+                with self._write:
+                    shard.pubsub = None
+                self._move(list(shard.topics), shard)
                 time.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
+                backoff = min(backoff * 2, 2.0)
             finally:
                 with self._write:
-                    self._pubsub = None
+                    shard.pubsub = None
                 try:
                     pubsub.close()
                 except Exception:  # noqa: BLE001
@@ -361,24 +516,29 @@ class RedisBus:
     def _redis_now_ms(self) -> int:
         return now_ms() + self._clock_offset_ms
 
-    def _replay_missed(self) -> None:
-        """After a reconnect, fetch from the streams what pub/sub dropped meanwhile.
-
-        A topic with an event seen resumes after it, if its history still
-        holds it. When it does not (Redis restarted empty: another epoch) the
-        listeners are told with `reset`, which tells their connections, and the
-        new history is replayed from its start. A topic with no event seen yet
-        replays what its history holds from shortly before it was listened.
-        """
-        for topic in list(self._wanted):
+    def _subscribed(self, shard: _Shard, topic: str) -> None:
+        """`topic` is subscribed on `shard`: wake who waits for it, and replay it if it was
+        (re)subscribed here after events may have been missed. Replayed now, on this
+        greenlet, before any live event that came after the confirmation: the hub drops
+        what it already has, so the two overlap without a gap."""
+        ready = self._wanted.get(topic)
+        if topic in shard.replay:
+            shard.replay.discard(topic)
             last = self._last.get(topic)
             if last is not None:
                 self._replay_topic(topic, cursor_key(last), last)
             else:
                 start = max(0, self._listened_ms.get(topic, 0) - _LISTEN_MARGIN_MS)
                 self._replay_topic(topic, (start, 0), None)
+        if ready is not None:
+            self._wanted[topic] = None
+            ready.set()
 
     def _replay_topic(self, topic: str, after: tuple[int, int], since: str | None) -> None:
+        """Deliver what `topic`'s stream holds after `after`. When it no longer holds
+        `since` (Redis restarted empty, or a failover ended the history: another epoch)
+        the listeners are told with `reset`, which tells their connections, and the new
+        history is replayed from its start."""
         while True:
             epoch, entries, recovered = self._read(topic, after, _REPLAY_PAGE, since)
             if not recovered:
@@ -399,21 +559,23 @@ class RedisBus:
             assert last.key is not None   # read from the stream: every event has an id
             after, since = last.key, last.id
 
-    def _on_message(self, message: dict) -> Event | None:
+    def _on_message(self, shard: _Shard, message: dict) -> Event | None:
         """A live event from a pub/sub message; None for anything else."""
         kind = _text(message["type"])
         channel = _text(message["channel"])
-        topic = channel[len(self.prefix) + 2:]
-        if kind == "subscribe":
-            ready = self._wanted.get(topic)
-            if ready is not None:
-                self._wanted[topic] = None
-                ready.set()
+        if not channel.startswith(self.prefix + "t:"):
             return None
-        if kind != "message" or not channel.startswith(self.prefix + "t:"):
-            return None
-        eid, name, ts, frame = _text(message["data"]).split("\n", 3)
-        return Event(topic, name, eid or None, frame, ts=int(ts))
+        topic = self._topic_of(channel)
+        if kind == "smessage":
+            eid, name, ts, frame = _text(message["data"]).split("\n", 3)
+            return Event(topic, name, eid or None, frame, ts=int(ts))
+        if kind == "ssubscribe":
+            if self._home.get(topic) is shard:
+                self._subscribed(shard, topic)
+        elif kind == "sunsubscribe" and self._home.get(topic) is shard and topic in self._wanted:
+            # Not asked for: the cluster moved the topic's slot to another master.
+            self._move([topic], shard)
+        return None
 
     def _deliver_many(self, events: list[Event]) -> None:
         if len(events) == 1:
@@ -448,9 +610,10 @@ class RedisBus:
     def close(self) -> None:
         self._closed = True
         with self._write:
-            if self._pubsub is not None:
-                try:
-                    self._pubsub.unsubscribe()
-                except Exception:  # noqa: BLE001
-                    pass
+            for shard in self._shards.values():
+                if shard.pubsub is not None:
+                    try:
+                        shard.pubsub.unsubscribe()
+                    except Exception:  # noqa: BLE001
+                        pass
         self.redis.close()

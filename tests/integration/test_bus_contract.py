@@ -14,15 +14,16 @@ from broadcast.redis_bus import RedisBus
 REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis", "cluster"])
 def make_bus(request, redis_prefix):
     made = []
+    url = request.getfixturevalue("redis_cluster").url if request.param == "cluster" else REDIS_URL
 
     def factory(min_events: int = 1000, min_seconds: int = 600):
         if request.param == "memory":
             bus = MemoryBus(min_events, min_seconds)
         else:
-            bus = RedisBus(REDIS_URL, redis_prefix, min_events, min_seconds)
+            bus = RedisBus(url, redis_prefix, min_events, min_seconds)
         made.append(bus)
         return bus
     yield factory
@@ -71,6 +72,17 @@ def test_idempotent_publish_stores_once(make_bus):
     assert first == again
     events, _ = bus.history(t, BEFORE_FIRST)
     assert len(events) == 1 and events[0].data == {"a": 1}
+
+
+def test_an_idempotency_key_is_the_topics_own(make_bus):
+    """Scoped per topic (on a cluster a key lives in its topic's slot): another topic's
+    event under the same key is another event, not the first topic's id."""
+    bus, t, other = make_bus(), topic(), topic()
+    key = uuid.uuid4().hex
+    first = bus.publish(t, "x", {"a": 1}, idempotency_key=key)
+    elsewhere = bus.publish(other, "x", {"a": 2}, idempotency_key=key)
+    assert elsewhere != first
+    assert [e.data for e in bus.history(other, BEFORE_FIRST)[0]] == [{"a": 2}]
 
 
 def test_publish_many_is_publish_in_order(make_bus):
@@ -161,7 +173,7 @@ def test_redis_history_of_a_lost_stream_is_not_recovered(redis_prefix):
     bus = RedisBus(REDIS_URL, redis_prefix)
     t = topic()
     eid = bus.publish(t, "e", {})
-    redis_lib.Redis.from_url(REDIS_URL).delete(f"{redis_prefix}s:{t}")  # e.g. Redis restarted empty
+    redis_lib.Redis.from_url(REDIS_URL).delete(bus._stream(t))  # e.g. Redis restarted empty
     assert bus.history(t, eid) == ([], False)
     assert bus.history(t, BEFORE_FIRST) == ([], True)
     bus.close()
@@ -210,7 +222,7 @@ def test_a_deleted_stream_starts_a_new_epoch(redis_prefix):
     try:
         start = bus.latest(t)
         first = bus.publish(t, "e", {"n": 1})
-        redis_lib.Redis.from_url(REDIS_URL).delete(f"{redis_prefix}s:{t}")
+        redis_lib.Redis.from_url(REDIS_URL).delete(bus._stream(t))
         again = bus.publish(t, "e", {"n": 2})
         assert parse_cursor(again)[1] != parse_cursor(first)[1]
         # Both cursors of the old history point into events that are gone.
