@@ -1,11 +1,13 @@
 """HTTP rate limits: per user (per address without a token) and per address.
 
-Both limits are checked, and counted, in at most one Redis round trip: one Lua
-script runs a sliding-window counter (the current window's count plus the
-previous window's, weighted by how much of it the sliding window still covers)
-for each key, and counts the request against both only if both allow it. A
-refused request counts against neither. A busy key leases its permits in small
-batches (`RedisLimits`), so most of its requests make no round trip at all.
+Both limits are checked, and counted, in Redis: a Lua script runs a
+sliding-window counter (the current window's count plus the previous
+window's, weighted by how much of it the sliding window still covers) for one
+key, its two windows under one hash tag, so on a Redis Cluster each key's
+script runs on the master that holds it. A request refused by one limit gives
+back what the other had counted for it, so it counts against neither. A busy
+key leases its permits in small batches (`RedisLimits`), so most of its
+requests make no round trip at all.
 Without Redis (embedded mode) the same limits are kept in this process by
 `limits`' in-memory sliding window.
 
@@ -36,30 +38,22 @@ MAX_LEASES = 100_000   # keys with a lease in one process; older windows are dro
 EXEMPT_PATHS = ("/healthz", "/readyz", "/metrics", "/ws", "/events", "/poll", "/static/", "/vendor/",
                 "/favicon.", "/api/v1/channels/")
 
-# KEYS: per limit, its current and previous window's counter.
-# ARGV: per limit, amount, period (ms), the ms elapsed in its current window and the
-# permits asked for. Every limit must have room for one, or nothing is counted and the
-# 1-based index of the first without room comes back as {i}; otherwise each is counted
-# as many permits as it has room for, up to what was asked, and {0, granted...} comes back.
+# KEYS: the key's current and previous window's counter.
+# ARGV: the limit's amount, period (ms), the ms elapsed in its current window and the
+# permits asked for. {0} when there is no room for one (nothing counted); otherwise
+# as many permits as there is room for, up to what was asked, are counted and
+# {1, granted} comes back.
 _LEASE = """
-local n = #KEYS / 2
-local granted = {0}
-for i = 1, n do
-  local amount, period = tonumber(ARGV[4 * i - 3]), tonumber(ARGV[4 * i - 2])
-  local elapsed, ask = tonumber(ARGV[4 * i - 1]), tonumber(ARGV[4 * i])
-  local current = tonumber(redis.call('GET', KEYS[2 * i - 1]) or '0')
-  local previous = tonumber(redis.call('GET', KEYS[2 * i]) or '0')
-  local room = math.floor(amount - previous * (period - elapsed) / period - current)
-  if room < 1 then
-    return {i}
-  end
-  granted[i + 1] = math.min(ask, room)
-end
-for i = 1, n do
-  redis.call('INCRBY', KEYS[2 * i - 1], granted[i + 1])
-  redis.call('PEXPIRE', KEYS[2 * i - 1], 2 * tonumber(ARGV[4 * i - 2]))
-end
-return granted
+local amount, period = tonumber(ARGV[1]), tonumber(ARGV[2])
+local elapsed, ask = tonumber(ARGV[3]), tonumber(ARGV[4])
+local current = tonumber(redis.call('GET', KEYS[1]) or '0')
+local previous = tonumber(redis.call('GET', KEYS[2]) or '0')
+local room = math.floor(amount - previous * (period - elapsed) / period - current)
+if room < 1 then return {0} end
+local granted = math.min(ask, room)
+redis.call('INCRBY', KEYS[1], granted)
+redis.call('PEXPIRE', KEYS[1], 2 * period)
+return {1, granted}
 """
 
 # A lease grows to at most a hundredth of its limit (and 64): with P processes a
@@ -90,6 +84,7 @@ class RedisLimits:
     def __init__(self, client, prefix: str, clock: Callable[[], float] = time.time) -> None:
         self.prefix = prefix
         self.clock = clock
+        self._client = client
         self._lease_script = client.register_script(_LEASE)
         self._leases: dict[str, _Lease] = {}
 
@@ -107,22 +102,37 @@ class RedisLimits:
                 wanted.append((i, key, limit, period, self._next_size(lease, limit, now_ms // period)))
         if not wanted:
             return 0
-        keys, args = [], []
-        for _i, key, limit, period, size in wanted:
-            window = now_ms // period
-            keys += [f"{self.prefix}{key}:{period}:{window}", f"{self.prefix}{key}:{period}:{window - 1}"]
-            args += [limit.amount, period, now_ms % period, size]
+        counted: list[tuple[str, int]] = []     # counters this request added to, and how much
         try:
-            answer = self._lease_script(keys=keys, args=args)
+            for i, key, limit, period, size in wanted:
+                window = now_ms // period
+                current = self.window_key(key, period, window)
+                answer = self._lease_script(keys=[current, self.window_key(key, period, window - 1)],
+                                            args=[limit.amount, period, now_ms % period, size])
+                if not int(answer[0]):
+                    self._undo(taken, counted)
+                    return i
+                counted.append((current, int(answer[1])))
         except BaseException:
-            self._give_back(taken)
+            self._undo(taken, counted)
             raise
-        if answer[0]:
-            self._give_back(taken)
-            return wanted[int(answer[0]) - 1][0]
-        for (_i, key, _limit, period, size), granted in zip(wanted, answer[1:], strict=True):
-            self._store(key, now_ms // period, int(granted) - 1, size, period)
+        for (_i, key, _limit, period, size), (_counter, granted) in zip(wanted, counted, strict=True):
+            self._store(key, now_ms // period, granted - 1, size, period)
         return 0
+
+    def window_key(self, key: str, period: int, window: int) -> str:
+        """A key's counter for one window; a key's windows share a hash tag (a slot)."""
+        return f"{self.prefix}{{{key}:{period}}}:{window}"
+
+    def _undo(self, taken: list[_Lease], counted: list[tuple[str, int]]) -> None:
+        """A refused (or failed) request: give back what it took from the local leases and
+        what it counted in Redis for the limits that had room."""
+        self._give_back(taken)
+        for counter, n in counted:
+            try:
+                self._client.decrby(counter, n)
+            except Exception:  # noqa: BLE001 - the count is then early for this window, never late
+                pass
 
     @staticmethod
     def _next_size(lease: _Lease | None, limit: RateLimitItem, window: int) -> int:

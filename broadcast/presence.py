@@ -121,9 +121,11 @@ class RedisPresence:
         self.redis = client
         self.ttl_ms = ttl_seconds * 1000
         self.instance = instance or uuid.uuid4().hex
-        self.counts_key = f"{prefix}pr:counts"
-        self.leases_key = f"{prefix}pr:leases"
-        self.proc_prefix = f"{prefix}pr:proc:"
+        # One hash tag: the scripts keep a count and its parts together in one step, so on
+        # a cluster every presence key is in one slot (one master holds presence).
+        self.counts_key = f"{prefix}{{pr}}:counts"
+        self.leases_key = f"{prefix}{{pr}}:leases"
+        self.proc_prefix = f"{prefix}{{pr}}:proc:"
         self._apply = client.register_script(_APPLY)
         self._reap = client.register_script(_REAP)
         self._restore = client.register_script(_RESTORE)

@@ -11,8 +11,9 @@ from tests.support.procs import WebServer
 
 
 @pytest.fixture
-def env(stack_env):
-    return {**stack_env, "SB_PRESENCE_TTL_SECONDS": "2"}
+def env(bus_env):
+    """On one Redis and on a Redis Cluster (presence keeps its keys in one slot there)."""
+    return {**bus_env, "SB_PRESENCE_TTL_SECONDS": "2"}
 
 
 def presence(frame, kind, user):
@@ -75,8 +76,9 @@ def test_users_of_a_crashed_process_go_offline(procs, env, watch):
     observer.close()
 
 
-def test_a_process_reaped_during_a_stall_counts_its_users_again(procs, env, watch, redis_prefix):
+def test_a_process_reaped_during_a_stall_counts_its_users_again(procs, stack_env, watch, redis_prefix):
     import redis as redis_lib
+    env = {**stack_env, "SB_PRESENCE_TTL_SECONDS": "2"}
     a = procs.start(WebServer(env, procs.log_dir, "web-a"))
     carol = f"carol-{uuid.uuid4().hex[:6]}"
     observer = watch(a, carol)
@@ -87,16 +89,16 @@ def test_a_process_reaped_during_a_stall_counts_its_users_again(procs, env, watc
     from broadcast.presence import RedisPresence
     r = redis_lib.Redis.from_url(env["REDIS_URL"])
     other = RedisPresence(r, redis_prefix)
-    leases = f"{redis_prefix}pr:leases"
+    leases = other.leases_key
     with r.pipeline(transaction=True) as pipe:
         pipe.zadd(leases, {proc.decode(): 0 for proc in r.zrange(leases, 0, -1)})
         other._reap(keys=[other.counts_key, leases], args=[1, other.proc_prefix], client=pipe)
         gone = pipe.execute()[-1]
     assert carol in [u.decode() for u in gone]
-    assert r.hget(f"{redis_prefix}pr:counts", carol) is None
+    assert r.hget(other.counts_key, carol) is None
     # The living process notices at its next beat and counts carol again.
     observer.until(lambda f: presence(f, "online", carol), timeout=20)
-    assert int(r.hget(f"{redis_prefix}pr:counts", carol) or 0) == 1
+    assert int(r.hget(other.counts_key, carol) or 0) == 1
     conn.close()
     observer.until(lambda f: presence(f, "offline", carol), timeout=20)
     observer.close()

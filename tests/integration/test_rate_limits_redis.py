@@ -15,13 +15,13 @@ REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
 @pytest.fixture
-def two_processes(sqlite_url, redis_prefix):
-    """Two apps on one Redis prefix: what two web processes share."""
+def two_processes(sqlite_url, redis_prefix, any_redis_url):
+    """Two apps on one Redis prefix: what two web processes share (on one Redis, then a cluster)."""
     from app import create_app
 
     def make(**limits):
-        settings = Settings.of(database_url=sqlite_url, redis_url=REDIS_URL, redis_prefix=redis_prefix,
-                            **limits)
+        settings = Settings.of(database_url=sqlite_url, redis_url=any_redis_url, redis_prefix=redis_prefix,
+                               celery_broker_url=REDIS_URL, **limits)
         return [create_app(settings, background=False).test_client() for _ in range(2)]
     return make
 
@@ -76,7 +76,7 @@ def test_processes_leasing_together_never_let_more_through(redis_prefix):
     cap = 1000 // 100
     for count in passed.values():
         assert 1000 - 2 * (cap - 1) <= count <= 1000
-    counted = redis.Redis.from_url(REDIS_URL).get(f"{redis_prefix}rl:user:a:60000:{2_000_010_000 // 60000}")
+    counted = redis.Redis.from_url(REDIS_URL).get(processes[0].window_key("user:a", 60000, 2_000_010_000 // 60000))
     assert int(counted) == 1000   # what was leased is what Redis counted, never more
 
 
