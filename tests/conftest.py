@@ -20,6 +20,7 @@ from settings import Settings
 from tests.support.brokers import BROKERS, rabbitmq_vhost
 from tests.support.chat import Events, h, make_agent, open_conv
 from tests.support.databases import REDIS_URL, copied_pg_database, fresh_pg_database
+from tests.support.redis_cluster import RedisCluster
 
 ENGINES = ("sqlite", "postgresql")
 
@@ -147,6 +148,32 @@ def stack_env(pg_template, redis_prefix) -> dict[str, str]:
     must not be there."""
     with copied_pg_database(pg_template) as url:
         yield {"DATABASE_URL": url, "REDIS_URL": REDIS_URL, "REDIS_PREFIX": redis_prefix}
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory) -> RedisCluster:
+    """A Redis Cluster (three masters, a replica each) for the session's cluster variants."""
+    cluster = RedisCluster(tmp_path_factory.mktemp("redis-cluster")).start()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture(params=["redis", "cluster"])
+def bus_env(request, stack_env) -> dict[str, str]:
+    """`stack_env` on one Redis, then on a Redis Cluster (REDIS_URL names it; Celery's
+    broker stays on the one Redis, as it must)."""
+    if request.param == "redis":
+        yield stack_env
+        return
+    cluster = request.getfixturevalue("redis_cluster")
+    yield {**stack_env, "REDIS_URL": cluster.url, "CELERY_BROKER_URL": REDIS_URL}
+
+
+@pytest.fixture(params=["redis", "cluster"])
+def any_redis_url(request) -> str:
+    """REDIS_URL of the one Redis, then of the session's Redis Cluster; an app made on it
+    needs `celery_broker_url=REDIS_URL` (Celery cannot use a cluster)."""
+    return REDIS_URL if request.param == "redis" else request.getfixturevalue("redis_cluster").url
 
 
 @pytest.fixture(params=BROKERS)

@@ -14,9 +14,9 @@ REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
 @pytest.fixture
-def cluster(procs, stack_env):
-    a = procs.start(WebServer(stack_env, procs.log_dir, "web-a"))
-    b = procs.start(WebServer(stack_env, procs.log_dir, "web-b"))
+def cluster(procs, bus_env):
+    a = procs.start(WebServer(bus_env, procs.log_dir, "web-a"))
+    b = procs.start(WebServer(bus_env, procs.log_dir, "web-b"))
     return a, b
 
 
@@ -39,15 +39,15 @@ def test_event_published_through_one_process_reaches_a_client_of_the_other(clust
     ws.close()
 
 
-def test_event_published_by_a_celery_task_reaches_ws_and_sse_clients(procs, stack_env, cluster):
+def test_event_published_by_a_celery_task_reaches_ws_and_sse_clients(procs, bus_env, cluster):
     a, b = cluster
-    procs.start(Worker(stack_env, procs.log_dir, queues="notifications", concurrency=1))
+    procs.start(Worker(bus_env, procs.log_dir, queues="notifications", concurrency=1))
     topic = f"product:{uuid.uuid4().hex[:8]}"
     ws = WsClient(a.url, token("viewer-2"))
     ws.subscribe(topic)
     sse = SseClient(b.url, token("viewer-3"), [topic])
     sender = Celery(broker=REDIS_URL)
-    sender.conf.broker_transport_options = {"global_keyprefix": stack_env["REDIS_PREFIX"] + "celery:"}
+    sender.conf.broker_transport_options = {"global_keyprefix": bus_env["REDIS_PREFIX"] + "celery:"}
     sender.send_task("tasks.broadcast.publish_event", args=[topic, "inventory_update", {"n": 1}],
                      queue="notifications")
     ws_frame = ws.until(lambda f: f.get("event") == "inventory_update", timeout=30)
@@ -57,12 +57,12 @@ def test_event_published_by_a_celery_task_reaches_ws_and_sse_clients(procs, stac
     sse.close()
 
 
-def test_readyz_lists_live_workers_per_queue(procs, stack_env, cluster):
+def test_readyz_lists_live_workers_per_queue(procs, bus_env, cluster):
     a, _ = cluster
     body = requests.get(f"{a.url}/readyz", timeout=10).json()
     assert body["checks"] == {"database": "ok", "redis": "ok", "broker": "ok"}
     assert "routing" in body["unconsumed_queues"]
-    procs.start(Worker(stack_env, procs.log_dir, queues="routing", concurrency=1))
+    procs.start(Worker(bus_env, procs.log_dir, queues="routing", concurrency=1))
 
     def listed():
         return requests.get(f"{a.url}/readyz", timeout=10).json()

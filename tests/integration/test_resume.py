@@ -24,9 +24,9 @@ def publisher(server, topic, count, start=0):
 
 
 @pytest.fixture
-def two(procs, stack_env):
-    return (procs.start(WebServer(stack_env, procs.log_dir, "web-a")),
-            procs.start(WebServer(stack_env, procs.log_dir, "web-b")))
+def two(procs, bus_env):
+    return (procs.start(WebServer(bus_env, procs.log_dir, "web-a")),
+            procs.start(WebServer(bus_env, procs.log_dir, "web-b")))
 
 
 def test_ws_resume_with_since_while_events_keep_coming(two):
@@ -72,8 +72,8 @@ def test_ws_ack_comes_before_the_replay_and_cursor_is_never_null(two):
     ws.close()
 
 
-def test_cursor_older_than_history_is_refused_not_replayed_in_part(procs, stack_env):
-    env = {**stack_env, "SB_HISTORY_MIN_EVENTS": "5", "SB_HISTORY_MIN_SECONDS": "0"}
+def test_cursor_older_than_history_is_refused_not_replayed_in_part(procs, bus_env):
+    env = {**bus_env, "SB_HISTORY_MIN_EVENTS": "5", "SB_HISTORY_MIN_SECONDS": "0"}
     a = procs.start(WebServer(env, procs.log_dir, "web-short-history"))
     topic = f"product:{uuid.uuid4().hex[:8]}"
     first = publisher(a, topic, 1)[0]

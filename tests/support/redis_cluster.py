@@ -86,7 +86,7 @@ class RedisCluster:
         """REDIS_URL for Switchboard: every node as a startup node."""
         return "redis+cluster://" + ",".join(f"127.0.0.1:{n.port}" for n in self.nodes)
 
-    def start(self) -> "RedisCluster":
+    def start(self) -> RedisCluster:
         for node in self.nodes:
             node.start()
         for node in self.nodes:
@@ -115,7 +115,7 @@ class RedisCluster:
                         replication.get("master_link_status") != "up"
                         or int(replication.get("master_port", 0)) not in live_ports):
                     return False
-                for start, end, master, *_ in node.client().execute_command("CLUSTER SLOTS"):
+                for _start, _end, master, *_ in node.client().execute_command("CLUSTER SLOTS"):
                     if int(master[1]) not in live_ports:
                         return False
             return True
@@ -123,13 +123,39 @@ class RedisCluster:
 
     def master_of(self, key: str) -> _Node:
         slot = int(self._live()[0].client().execute_command("CLUSTER KEYSLOT", key))
-        for start, end, master, *_ in self._live()[0].client().execute_command("CLUSTER SLOTS"):
-            if start <= slot <= end:
-                return next(n for n in self.nodes if n.port == int(master[1]))
-        raise LookupError(key)
+        port = self._owner_port(slot)
+        return next(n for n in self.nodes if n.port == port)
 
     def kill(self, node: _Node) -> None:
         node.kill()
+
+    def slot_of(self, key: str) -> int:
+        return int(self._live()[0].client().execute_command("CLUSTER KEYSLOT", key))
+
+    def move_slot(self, slot: int, target: _Node, batch: int = 100) -> None:
+        """Reshard one slot to `target`, as `redis-cli --cluster reshard` does: mark it
+        importing and migrating, MIGRATE its keys, then give it to the target everywhere."""
+        source = next(n for n in self._live() if n.port == self._owner_port(slot))
+        source_id = source.client().execute_command("CLUSTER MYID")
+        target_id = target.client().execute_command("CLUSTER MYID")
+        target.client().execute_command("CLUSTER SETSLOT", slot, "IMPORTING", source_id)
+        source.client().execute_command("CLUSTER SETSLOT", slot, "MIGRATING", target_id)
+        while keys := source.client().execute_command("CLUSTER GETKEYSINSLOT", slot, batch):
+            source.client().execute_command("MIGRATE", "127.0.0.1", target.port, "", 0, 5000,
+                                            "REPLACE", "KEYS", *keys)
+        for node in (target, source, *(n for n in self._live() if n not in (source, target))):
+            if node.client().info("replication")["role"] == "master":
+                node.client().execute_command("CLUSTER SETSLOT", slot, "NODE", target_id)
+        self.wait_healthy()
+
+    def _owner_port(self, slot: int) -> int:
+        for start, end, master, *_ in self._live()[0].client().execute_command("CLUSTER SLOTS"):
+            if start <= slot <= end:
+                return int(master[1])
+        raise LookupError(slot)
+
+    def master_nodes(self) -> list[_Node]:
+        return [n for n in self._live() if n.client().info("replication")["role"] == "master"]
 
     def stop(self) -> None:
         for node in self.nodes:
