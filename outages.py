@@ -21,6 +21,7 @@ _KINDS: tuple[tuple[type[BaseException], str], ...] = (
     # A cluster mid-failover: a slot without a live master, or keys being moved.
     (redis.exceptions.ClusterError, "redis"),
     (redis.exceptions.TryAgainError, "redis"),
+    (redis.exceptions.SlotNotCoveredError, "redis"),
     (kombu.exceptions.OperationalError, "broker"),
     (sqlalchemy.exc.OperationalError, "database"),
     (sqlalchemy.exc.InterfaceError, "database"),

@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/notifications_bulk.py [--count 10000] [--users 1000] [--workers 1]
                                                  [--concurrency 4] [--channel websocket|push]
+                                                 [--cluster]
 
 Starts gunicorn (web) and `--workers` Celery workers on the `notifications` queue against a
 fresh PostgreSQL database and a Redis prefix of its own, then times the
@@ -13,6 +14,9 @@ subscription at a local push service (tests/support/peers.py's, which checks the
 token and the encoding of every message and forwards nothing, as a push service does
 before it forwards) on this machine. Prints the CPU each part used, per notification.
 Needs PostgreSQL on 127.0.0.1:5432 (user postgres) and Redis on 127.0.0.1:6379.
+`--cluster`: the bus on a Redis Cluster of three masters with a replica each, started for
+the run (tests/support/redis_cluster.py); Celery's broker stays on 127.0.0.1:6379. The
+Redis CPU figure is then every node's and the broker's together.
 """
 from __future__ import annotations
 
@@ -37,6 +41,7 @@ from providers.webpush import generate_keys  # noqa: E402
 from tests.support.clients import WsClient, auth, token  # noqa: E402
 from tests.support.peers import WebPushPeer  # noqa: E402
 from tests.support.procs import WebServer, Worker  # noqa: E402
+from tests.support.redis_cluster import RedisCluster  # noqa: E402
 
 PER_CALL = 10_000   # the bulk API's most per call
 
@@ -51,6 +56,7 @@ def main() -> None:
     ap.add_argument("--concurrency", type=int, default=4)
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--channel", choices=("websocket", "push"), default="websocket")
+    ap.add_argument("--cluster", action="store_true")
     args = ap.parse_args()
 
     db = f"sb_bench_{uuid.uuid4().hex[:8]}"
@@ -59,6 +65,10 @@ def main() -> None:
     pg_url = f"postgresql://postgres@127.0.0.1:5432/{db}"
     prefix = f"sbb{uuid.uuid4().hex[:6]}:"
     env = {"DATABASE_URL": pg_url, "REDIS_URL": REDIS_URL, "REDIS_PREFIX": prefix}
+    cluster = None
+    if args.cluster:
+        cluster = RedisCluster(Path(tempfile.mkdtemp(prefix="sb-bench-cluster-"))).start()
+        env.update(REDIS_URL=cluster.url, CELERY_BROKER_URL=REDIS_URL)
     push = None
     if args.channel == "push":
         private, public = generate_keys()
@@ -112,6 +122,7 @@ def main() -> None:
             received["push_messages_received"] = len(push.wait_for(lambda got: len(got) >= args.count, 60))
         ws.close()
         print(json.dumps({"notifications": args.count, "channel": args.channel, "users": args.users,
+                          "redis": "cluster of 3 masters" if cluster else "one",
                           "workers": args.workers, "concurrency": args.concurrency,
                           "accepted_s": round(t_accepted, 3), "all_sent_s": round(elapsed, 3),
                           "per_second": round(args.count / elapsed), "cpu_us_per_notification": cpu,
@@ -121,6 +132,8 @@ def main() -> None:
             p.stop()
         if push is not None:
             push.stop()
+        if cluster is not None:
+            cluster.stop()
         with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
         client = redis.Redis.from_url(REDIS_URL)

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 import redis
-from redis.cluster import RedisCluster
+from redis.cluster import ClusterNode, RedisCluster
 
 from broadcast.bus import Listener, Outgoing, now_ms
 from broadcast.events import (BEFORE_FIRST, Event, cursor_key, frame_parts, make_cursor, new_epoch,
@@ -247,27 +247,49 @@ class RedisBus:
             return [self._run_publish(events[0])]
         # One round trip (one per master on a cluster); each event still runs the
         # script on its own, so ids, history, trimming and idempotency are those of
-        # `publish`. A master that lost its scripts (restarted, or a replica that just
-        # took over) refuses only its own share: load the script and run just those.
-        results = self._evalsha_all(events)
-        missing = [i for i, r in enumerate(results) if isinstance(r, redis.exceptions.NoScriptError)]
-        if missing:
-            self.redis.script_load(_PUBLISH)
-            for i, r in zip(missing, self._evalsha_all([events[i] for i in missing]), strict=True):
-                results[i] = r
-        for r in results:
+        # `publish`. What a master refused goes once more, alone, through the client
+        # that loads the script and follows the cluster: a master that lost its scripts
+        # (restarted, or a replica that just took over) refuses its own share only, and
+        # on a cluster a master may no longer hold a slot (MOVED) or answer at all.
+        inputs = [self._script_input(e) for e in events]
+        results = (self._evalsha_all(self.redis, inputs) if isinstance(self.redis, redis.Redis)
+                   else self._evalsha_by_master(inputs))
+        for i, r in enumerate(results):
             if isinstance(r, Exception):
-                raise r
+                if not (self.cluster or isinstance(r, redis.exceptions.NoScriptError)):
+                    raise r
+                keys, args = inputs[i]
+                results[i] = self._publish(keys=keys, args=args)
         return [_text(r) if r else None for r in results]
 
-    def _evalsha_all(self, events: list[Outgoing]) -> list[Any]:
+    def _evalsha_all(self, client: redis.Redis, inputs: list[tuple[list[str], list[Any]]]) -> list[Any]:
         # EVALSHA by hand: a pipeline of Script calls first asks SCRIPT EXISTS,
         # a round trip of its own, every time.
-        with self.redis.pipeline(transaction=False) as pipe:
-            for e in events:
-                keys, args = self._script_input(e)
+        with client.pipeline(transaction=False) as pipe:
+            for keys, args in inputs:
                 pipe.execute_command("EVALSHA", self._publish.sha, len(keys), *keys, *args)
             return pipe.execute(raise_on_error=False)
+
+    def _evalsha_by_master(self, inputs: list[tuple[list[str], list[Any]]]) -> list[Any]:
+        """A pipeline per master, to each the events of its slots. Not redis-py's cluster
+        pipeline: it asks the server for an EVALSHA's keys (COMMAND GETKEYS) once per
+        command, a round trip each (bench/bus_publish.py: 4,100 events/s against 19,000)."""
+        assert isinstance(self.redis, RedisCluster)
+        nodes = self.redis.nodes_manager
+        by_node: dict[str, tuple[ClusterNode, list[int]]] = {}
+        for i, (keys, _args) in enumerate(inputs):
+            node = nodes.get_node_from_slot(self.redis.keyslot(keys[0]))
+            by_node.setdefault(node.name, (node, []))[1].append(i)
+        results: list[Any] = [None] * len(inputs)
+        for node, indexes in by_node.values():
+            client = self.redis.get_redis_connection(node)
+            try:
+                answers = self._evalsha_all(client, [inputs[i] for i in indexes])
+            except redis.RedisError as exc:
+                answers = [exc] * len(indexes)
+            for i, answer in zip(indexes, answers, strict=True):
+                results[i] = answer
+        return results
 
     def _script_input(self, e: Outgoing) -> tuple[list[str], list[Any]]:
         ts = now_ms()
@@ -277,6 +299,7 @@ class RedisBus:
                 [self._channel(e.topic), e.event, prefix, suffix, "1" if e.ephemeral else "0",
                  self.min_events, self.min_ms, ts, self.idle_ttl, new_epoch(),
                  "1" if e.idempotency_key else "0"])
+
     def _run_publish(self, e: Outgoing) -> str | None:
         keys, args = self._script_input(e)
         result = self._publish(keys=keys, args=args)
@@ -502,7 +525,10 @@ class RedisBus:
                 log.exception("redis listener %s failed; reconnecting in %.1fs", shard.name, backoff)
                 with self._write:
                     shard.pubsub = None
-                self._move(list(shard.topics), shard)
+                try:
+                    self._move(list(shard.topics), shard)
+                except Exception:  # noqa: BLE001 - a slot without a master yet: the next try
+                    log.warning("topics of %s not moved yet", shard.name, exc_info=True)
                 time.sleep(backoff)
                 backoff = min(backoff * 2, 2.0)
             finally:

@@ -24,7 +24,7 @@ import pytest
 import requests
 import websocket
 
-from broadcast.events import cursor_key
+from broadcast.events import BEFORE_FIRST, cursor_key
 from tests.support.clients import WsClient, auth, token
 from tests.support.databases import REDIS_URL
 from tests.support.procs import WebServer
@@ -220,3 +220,27 @@ def test_a_slot_resharded_mid_stream_loses_nothing_and_resets_nothing(procs, sta
     assert own_cluster.master_of("{" + topics[0] + "}") is target
     scene.check_live(lossy=[], whole_at=0)
     scene.check_resume(lossy=[])
+
+
+def test_a_batch_published_on_a_stale_map_of_the_cluster_is_stored_once_in_order(own_cluster, redis_prefix):
+    """publish_many sends each master its share by the client's map; a master that no longer
+    holds a slot refuses (MOVED), and those events go again through the cluster client."""
+    from broadcast.bus import Outgoing
+    from broadcast.redis_bus import RedisBus
+    bus = RedisBus(own_cluster.url, redis_prefix)
+    topics = [f"product:{uuid.uuid4().hex[:8]}" for _ in range(6)]
+    try:
+        for n in (0, 1):   # the map is made, and the first batch loads the script on every master
+            bus.publish_many([Outgoing(t, "tick", {"n": n}) for t in topics])
+        moving = topics[0]
+        source = own_cluster.master_of("{" + moving + "}")
+        target = next(n for n in own_cluster.master_nodes() if n is not source)
+        own_cluster.move_slot(own_cluster.slot_of("{" + moving + "}"), target)
+        ids = bus.publish_many([Outgoing(t, "tick", {"n": n}) for n in (2, 3) for t in topics])
+        assert all(ids)
+        for topic in topics:
+            events, recovered = bus.history(topic, BEFORE_FIRST)
+            assert recovered and [e.data["n"] for e in events] == [0, 1, 2, 3]
+        assert own_cluster.master_of("{" + moving + "}") is target
+    finally:
+        bus.close()
