@@ -5,7 +5,7 @@
 
 Publishes `--count` events over `--topics` topics in batches of `--batch` (what a
 worker's notification batch does), and reads Redis's own CPU counters
-(INFO cpu: used_cpu_user + used_cpu_sys, of every node on a cluster) before
+(INFO cpu: used_cpu_user + used_cpu_sys, of every node on a cluster, replicas too) before
 and after: the script's cost, whatever the client's. Run it alternated with
 another tree to compare; the machine is shared, so compare ratios.
 """
@@ -19,13 +19,17 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from redis.cluster import RedisCluster  # noqa: E402
+
 from broadcast.bus import Outgoing  # noqa: E402
 from broadcast.redis_bus import RedisBus  # noqa: E402
 
 
 def redis_cpu(bus: RedisBus) -> float:
-    info = bus.redis.info("cpu")
-    nodes = info.values() if all(isinstance(v, dict) for v in info.values()) else [info]
+    if isinstance(bus.redis, RedisCluster):
+        nodes = list(bus.redis.info("cpu", target_nodes=RedisCluster.ALL_NODES).values())
+    else:
+        nodes = [bus.redis.info("cpu")]
     return sum(float(n["used_cpu_user"]) + float(n["used_cpu_sys"]) for n in nodes)
 
 
