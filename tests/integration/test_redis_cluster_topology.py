@@ -80,27 +80,33 @@ class Publisher:
     def __init__(self, servers, topics: list[str]) -> None:
         self.servers, self.topics = servers, topics
         self.acked: list[tuple[str, int, str, float]] = []   # topic, seq, id, acknowledged at
-        self.refused = 0
+        self.refused = 0              # 503 with Retry-After, while a slot has no master
+        self.error: BaseException | None = None
         self.stop = threading.Event()
         self.progress = threading.Condition()
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
 
     def _run(self) -> None:
+        try:
+            self._publish()
+        except BaseException as exc:  # noqa: BLE001 - reported to the test's thread
+            with self.progress:
+                self.error = exc
+                self.progress.notify_all()
+
+    def _publish(self) -> None:
         session, seq = requests.Session(), 0
         while not self.stop.is_set():
             topic = self.topics[seq % len(self.topics)]
             server = self.servers[seq % len(self.servers)]
-            try:
-                resp = session.post(f"{server.url}/api/v1/broadcast", headers=auth("store", "service"),
-                                    json={"topic": topic, "event": "tick", "data": {"seq": seq}}, timeout=15)
-            except requests.RequestException:
-                resp = None
+            resp = session.post(f"{server.url}/api/v1/broadcast", headers=auth("store", "service"),
+                                json={"topic": topic, "event": "tick", "data": {"seq": seq}}, timeout=15)
             with self.progress:
-                if resp is not None and resp.status_code == 202:
+                if resp.status_code == 202:
                     self.acked.append((topic, seq, resp.json()["id"], time.monotonic()))
                 else:
-                    assert resp is None or resp.status_code == 503, resp.text
+                    assert resp.status_code == 503 and resp.headers.get("Retry-After"), resp.text
                     self.refused += 1
                 self.progress.notify_all()
             seq += 1
@@ -108,7 +114,9 @@ class Publisher:
     def wait_acked_after(self, moment: float, count: int, timeout: float = 60) -> None:
         with self.progress:
             assert self.progress.wait_for(
-                lambda: sum(1 for *_, at in self.acked if at > moment) >= count, timeout), "timed out"
+                lambda: self.error or sum(1 for *_, at in self.acked if at > moment) >= count, timeout), "timed out"
+            if self.error:
+                raise self.error
 
     def of(self, topic: str) -> list[tuple[int, str, float]]:
         return [(seq, eid, at) for t, seq, eid, at in self.acked if t == topic]
@@ -147,6 +155,8 @@ class Scene:
     def stop(self) -> None:
         self.publisher.stop.set()
         self.publisher.thread.join(timeout=30)
+        if self.publisher.error:
+            raise self.publisher.error
 
     def check_live(self, lossy: list[str], whole_at: float) -> None:
         """Every reader has every acknowledged event of each topic; on a `lossy` topic it
