@@ -252,3 +252,30 @@ def test_a_template_rendering_an_empty_title_falls_back_to_the_type(client, serv
     pipeline.dispatch(services.session, [nid])
     (item,) = client.get("/api/v1/notifications", headers=auth("u8", "customer")).get_json()["notifications"]
     assert item["title"] == "Promotion alert"
+
+
+def test_a_vapid_token_is_signed_once_per_push_service_and_renewed_before_it_expires(monkeypatch):
+    import jwt
+
+    from providers import webpush
+    from settings import Settings
+    private, public = webpush.generate_keys()
+    provider = webpush.WebPushProvider(Settings.of(database_url="sqlite://", vapid_private_key=private,
+                                                   vapid_public_key=public))
+    assert provider.configured()
+    clock = [1_900_000_000.0]
+    monkeypatch.setattr(webpush.time, "time", lambda: clock[0])
+
+    def claims(headers):
+        fields = dict(p.split("=", 1) for p in headers["Authorization"].removeprefix("vapid ").split(","))
+        return jwt.decode(fields["t"], options={"verify_signature": False})
+
+    first = provider._authorization("https://push.example")
+    assert claims(first) == {"aud": "https://push.example", "sub": provider.settings.notifications.vapid_subject,
+                             "exp": 1_900_000_000 + 12 * 3600}
+    clock[0] += 11 * 3600 - 1
+    assert provider._authorization("https://push.example") == first
+    assert claims(provider._authorization("https://other.example"))["aud"] == "https://other.example"
+    clock[0] += 2    # an hour before the token would expire: a new one
+    renewed = provider._authorization("https://push.example")
+    assert renewed != first and claims(renewed)["exp"] == int(clock[0]) + 12 * 3600
