@@ -27,19 +27,25 @@ def prefix():
     return f"sbt{uuid.uuid4().hex[:8]}:"
 
 
+@pytest.fixture(scope="module", params=["redis", "cluster"])
+def redis_url(request):
+    """The one Redis, then a Redis Cluster: a long replay is as complete on either."""
+    return REDIS_URL if request.param == "redis" else request.getfixturevalue("redis_cluster").url
+
+
 @pytest.fixture(scope="module")
-def server(tmp_path_factory, pg_url, prefix):
+def server(tmp_path_factory, pg_url, prefix, redis_url):
     from tests.support.procs import Proc
-    env = {"DATABASE_URL": pg_url, "REDIS_URL": REDIS_URL, "REDIS_PREFIX": prefix,
-           "SB_OUTBOX_LIMIT": "16"}
+    env = {"DATABASE_URL": pg_url, "REDIS_URL": redis_url, "REDIS_PREFIX": prefix,
+           "SB_OUTBOX_LIMIT": "16", "CELERY_BROKER_URL": REDIS_URL}
     web = WebServer(env, tmp_path_factory.mktemp("replay"), "web-replay").start()
     yield web
     Proc.stop(web)
 
 
 @pytest.fixture(scope="module")
-def bus(prefix):
-    bus = RedisBus(REDIS_URL, prefix)
+def bus(prefix, redis_url):
+    bus = RedisBus(redis_url, prefix)
     yield bus
     bus.close()
 
