@@ -341,14 +341,17 @@ def _send_once(open_session: OpenSession, notification_id: str, channel: str, pr
     "retry" after a transient failure."""
     d = NotificationDelivery
     with open_session() as session:
-        row = session.execute(select(d.id, d.attempts).where(
+        # Core statements on the session's connection: the ORM's per-statement work was a
+        # third of a push's worker CPU (BENCHMARKS.md), and these rows are never loaded.
+        conn = session.connection()
+        row = conn.execute(select(d.id, d.attempts).where(
             d.notification_id == notification_id, d.channel == channel, d.target == target.key,
             d.status == "queued").with_for_update(skip_locked=True)).first()
         if row is None:
             # Done already, or locked: by a duplicate task sending right now, or by a
             # killed worker whose transaction the database has not rolled back yet.
             # A locked row still queued is looked at again on the retry.
-            still_queued = session.scalar(select(d.id).where(
+            still_queued = conn.scalar(select(d.id).where(
                 d.notification_id == notification_id, d.channel == channel, d.target == target.key,
                 d.status == "queued"))
             return None if still_queued is not None else ""
@@ -373,7 +376,7 @@ def _send_once(open_session: OpenSession, notification_id: str, channel: str, pr
                 else:
                     again = True
         values["updated_at"] = utcnow()
-        session.execute(update(d).where(d.id == row.id).values(**values))
+        conn.execute(update(d).where(d.id == row.id).values(**values))
         return "retry" if again else values.get("status", "queued")
 
 
