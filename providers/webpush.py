@@ -12,9 +12,10 @@ import os
 import threading
 import time
 from urllib.parse import urlsplit
+from typing import Any
 from urllib.request import getproxies
 
-import requests
+import urllib3
 from cryptography.hazmat.primitives import serialization
 from py_vapid import Vapid02
 from py_vapid.utils import b64urlencode
@@ -84,17 +85,37 @@ def vapid_public_key(settings: Settings) -> str | None:
     return public_key_b64(v) if v else None
 
 
+class _Response:
+    __slots__ = ("status_code", "headers", "text")
+
+    def __init__(self, status: int, headers: Any, text: str) -> None:
+        self.status_code, self.headers, self.text = status, headers, text
+
+
+class _Http:
+    """What pywebpush calls its requests session (`post(url, data=, headers=, timeout=)`), on
+    urllib3's pool: requests' own per-call work was 0.6 of the 1.1 ms of CPU a send took
+    (bench/webpush_send_cpu.py). Connections are kept alive per push service; the proxy
+    variables are read once (NO_PROXY is not applied: push services are public hosts)."""
+
+    def __init__(self) -> None:
+        proxy = getproxies().get("https") or getproxies().get("http")
+        self.pool = (urllib3.ProxyManager(proxy, maxsize=8) if proxy else urllib3.PoolManager(maxsize=8))
+
+    def post(self, url: str, data: bytes | None = None, headers: dict[str, str] | None = None,
+             timeout: float | None = None) -> _Response:
+        resp = self.pool.request("POST", url, body=data, headers=headers, timeout=timeout,
+                                 retries=False, redirect=False)
+        return _Response(resp.status, resp.headers, resp.data.decode("utf-8", "replace"))
+
+
 class WebPushProvider:
     channel = "push"
     name = "webpush"
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.http = requests.Session()
-        # requests reads the proxy variables again on every call (a third of a send's CPU,
-        # BENCHMARKS.md): read them once. NO_PROXY is not applied; push services are public.
-        self.http.trust_env = False
-        self.http.proxies = {k: v for k, v in getproxies().items() if k in ("http", "https")}
+        self.http = _Http()
         self._vapid: Vapid02 | None = None
         self._tokens: dict[str, tuple[dict[str, str], float]] = {}   # audience -> headers, reuse until
 
@@ -128,7 +149,7 @@ class WebPushProvider:
             resp = pusher.send(self.payload(content), headers=headers, ttl=max(0, content.ttl),
                                content_encoding="aes128gcm",
                                timeout=self.settings.notifications.provider_timeout_seconds)
-        except requests.RequestException as exc:
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
             raise Transient(f"web push: {exc.__class__.__name__}: {exc}") from None
         status = resp.status_code
         if status in (200, 201, 202):
