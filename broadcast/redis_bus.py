@@ -32,39 +32,47 @@ from group_commit import GroupCommit
 log = logging.getLogger(__name__)
 
 # The epoch of a topic's history (broadcast/events.py) lives in a hash beside
-# its stream: `e` the epoch, `u` set once an event was added under it, `r` the
-# replication id of the server that kept it. It is made when missing, and made
-# anew when its stream is gone after events were added (deleted, or expired):
-# a stream created again is another history. A Redis restarted without
-# persistence has neither, so every topic starts a new epoch there.
-# A replica that took over from a failed master (a cluster's failover) has
-# that master's replication id as its `master_replid2`: replication is
-# asynchronous, so events the master stored, published and acknowledged may
-# never have reached it. Such a history ends there (its stream is dropped)
-# and a new epoch begins, so a cursor from before is answered `recovered:
-# false` rather than resumed over a silent hole. A server restarted from its
-# own AOF keeps its history (and records its new id).
+# its stream: `e` the epoch, `u` set once an event was added under it. It is
+# made when missing, and made anew when its stream is gone after events were
+# added (deleted, or expired): a stream created again is another history. A
+# Redis restarted without persistence has neither, so every topic starts a
+# new epoch there.
+# On a cluster it also records the node that keeps it (`n`, CLUSTER MYID, kept
+# across restarts in nodes.conf) and that node's replication id (`r`). Found
+# on another node whose `master_replid2` is that id, the history was taken
+# over by a replica (a failover): replication is asynchronous, so events the
+# old master stored, published and acknowledged may never have reached it.
+# That history ends there (its stream is dropped) and a new epoch begins, so
+# a cursor from before is answered `recovered: false` rather than resumed
+# over a silent hole. A slot moved to another master (its keys move whole), a
+# master restarted (same node) and a lone Redis keep their history.
 # One snippet, for every script that reads or adds events.
-# ARGV of the caller: ..., candidate epoch, idle ttl s (named by the caller).
+# ARGV of the caller: ..., candidate epoch, idle ttl s, cluster ('1' or '0') (named by the caller).
 _EPOCH = """
-local function epoch_of(stream, ekey, candidate, ttl)
-  local info = redis.call('INFO', 'replication')
-  local rid = string.match(info, 'master_replid:(%x+)')
-  local h = redis.call('HMGET', ekey, 'e', 'u', 'r')
+local function epoch_of(stream, ekey, candidate, ttl, cluster)
+  local h = redis.call('HMGET', ekey, 'e', 'u', 'n', 'r')
   local e = h[1]
-  if e and h[3] ~= rid and h[3] == string.match(info, 'master_replid2:(%x+)') then
-    redis.call('DEL', stream)
-    e = false
-  elseif e and h[2] and redis.call('EXISTS', stream) == 0 then
+  local node, rid = false, false
+  if cluster == '1' then
+    node = redis.call('CLUSTER', 'MYID')
+    local info = redis.call('INFO', 'replication')
+    rid = string.match(info, 'master_replid:(%x+)')
+    if e and h[3] and h[3] ~= node and h[4] == string.match(info, 'master_replid2:(%x+)') then
+      redis.call('DEL', stream)
+      e = false
+    end
+  end
+  if e and h[2] and redis.call('EXISTS', stream) == 0 then
     e = false
   end
   if e then
-    if h[3] ~= rid then redis.call('HSET', ekey, 'r', rid) end
+    if node and (h[3] ~= node or h[4] ~= rid) then redis.call('HSET', ekey, 'n', node, 'r', rid) end
     redis.call('EXPIRE', ekey, ttl)
     return e
   end
   redis.call('DEL', ekey)
-  redis.call('HSET', ekey, 'e', candidate, 'r', rid)
+  redis.call('HSET', ekey, 'e', candidate)
+  if node then redis.call('HSET', ekey, 'n', node, 'r', rid) end
   redis.call('EXPIRE', ekey, ttl)
   return candidate
 end
@@ -72,7 +80,7 @@ end
 
 # KEYS: stream, idempotency key (its topic's bare one when none: every key in the slot), epoch hash
 # ARGV: channel, event, frame prefix, frame suffix, ephemeral, min events, min ms, now ms,
-#       idle ttl s, candidate epoch, whether there is an idempotency key ('1' or '0')
+#       idle ttl s, candidate epoch, whether there is an idempotency key ('1' or '0'), cluster
 _PUBLISH = _EPOCH + """
 local idem = ''
 if ARGV[11] == '1' then idem = KEYS[2] end
@@ -84,7 +92,7 @@ if ARGV[5] == '1' then
   redis.call('SPUBLISH', ARGV[1], '\\n' .. ARGV[2] .. '\\n' .. ARGV[8] .. '\\n' .. ARGV[3] .. 'null' .. ARGV[4])
   return false
 end
-local epoch = epoch_of(KEYS[1], KEYS[3], ARGV[10], ARGV[9])
+local epoch = epoch_of(KEYS[1], KEYS[3], ARGV[10], ARGV[9], ARGV[12])
 redis.call('HSET', KEYS[3], 'u', '1')
 local xid = redis.call('XADD', KEYS[1], '*', 'e', ARGV[2], 'p', ARGV[3], 's', ARGV[4])
 local id = xid .. ':' .. epoch
@@ -115,10 +123,10 @@ return id
 """
 
 # KEYS: stream, epoch hash. ARGV: exclusive start ('(' .. id) or '-', count (0 = all),
-# candidate epoch, idle ttl s. Returns {epoch, max deleted id, entries}; atomic, so
+# candidate epoch, idle ttl s, cluster. Returns {epoch, max deleted id, entries}; atomic, so
 # the epoch, the trim point and the entries agree.
 _HISTORY = _EPOCH + """
-local epoch = epoch_of(KEYS[1], KEYS[2], ARGV[3], ARGV[4])
+local epoch = epoch_of(KEYS[1], KEYS[2], ARGV[3], ARGV[4], ARGV[5])
 if redis.call('EXISTS', KEYS[1]) == 0 then return {epoch, '0-0', {}} end
 local info = redis.call('XINFO', 'STREAM', KEYS[1])
 local maxdel = '0-0'
@@ -131,9 +139,9 @@ end
 return {epoch, maxdel, redis.call('XRANGE', KEYS[1], ARGV[1], '+')}
 """
 
-# KEYS: stream, epoch hash. ARGV: candidate epoch, idle ttl s. Returns {epoch, newest id}.
+# KEYS: stream, epoch hash. ARGV: candidate epoch, idle ttl s, cluster. Returns {epoch, newest id}.
 _LATEST = _EPOCH + """
-local epoch = epoch_of(KEYS[1], KEYS[2], ARGV[1], ARGV[2])
+local epoch = epoch_of(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3])
 local newest = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
 if #newest == 0 then return {epoch, '0-0'} end
 return {epoch, newest[1][1]}
@@ -199,6 +207,7 @@ class RedisBus:
                  pool_timeout: float = 20.0) -> None:
         self.redis = connect(url, max_connections, pool_timeout)
         self.cluster = isinstance(self.redis, RedisCluster)
+        self._cluster_flag = "1" if self.cluster else "0"
         self.prefix = prefix
         self.min_events = min_events
         self.min_ms = min_seconds * 1000
@@ -298,7 +307,7 @@ class RedisBus:
                  self._epoch_key(e.topic)],
                 [self._channel(e.topic), e.event, prefix, suffix, "1" if e.ephemeral else "0",
                  self.min_events, self.min_ms, ts, self.idle_ttl, new_epoch(),
-                 "1" if e.idempotency_key else "0"])
+                 "1" if e.idempotency_key else "0", self._cluster_flag])
 
     def _run_publish(self, e: Outgoing) -> str | None:
         keys, args = self._script_input(e)
@@ -316,7 +325,7 @@ class RedisBus:
             if known is not None:
                 return known
         epoch, newest = self._latest(keys=[self._stream(topic), self._epoch_key(topic)],
-                                     args=[new_epoch(), self.idle_ttl])
+                                     args=[new_epoch(), self.idle_ttl, self._cluster_flag])
         cursor = make_cursor(_text(newest), _text(epoch))
         if subscribed:
             self._newest.setdefault(topic, cursor)
@@ -336,7 +345,7 @@ class RedisBus:
         start = "-" if after == (0, 0) else f"({after[0]}-{after[1]}"
         epoch, maxdel, entries = self._history(
             keys=[self._stream(topic), self._epoch_key(topic)],
-            args=[start, limit or 0, new_epoch(), self.idle_ttl])
+            args=[start, limit or 0, new_epoch(), self.idle_ttl, self._cluster_flag])
         epoch = _text(epoch)
         recovered = since is None or recoverable(since, epoch, cursor_key(_text(maxdel)))
         return epoch, entries, recovered
@@ -435,25 +444,30 @@ class RedisBus:
             except redis.RedisError:
                 log.warning("unsubscribe %s failed; the reconnect will drop it", topic)
 
-    def _move(self, topics: list[str], shard: _Shard) -> None:
+    def _move(self, topics: list[str], shard: _Shard, connected: bool = False) -> None:
         """Topics `shard` can no longer deliver (its master failed, or their slot moved):
         ask the cluster where they live now and subscribe them there, to be replayed from
-        their cursors once subscribed. Those still on `shard` wait for its reconnect."""
+        their cursors once subscribed. Those the map still puts on `shard` wait for its
+        reconnect; when `shard` is `connected` (the master said their slot moved), they are
+        subscribed on it again at once: the master confirms, or answers MOVED, which
+        fails the connection and brings them back here with a fresher map."""
         if not self.cluster or not topics:
             return
         assert isinstance(self.redis, RedisCluster)
         try:
             self.redis.nodes_manager.initialize(disconnect_startup_nodes_pools=False)
-        except redis.RedisError as exc:
+        except (redis.RedisError, redis.exceptions.RedisClusterException) as exc:
             log.warning("cluster map not refreshed (%s); retrying on the next failure", exc)
-            return
         with self._write:
             moved: dict[_Shard, list[str]] = {}
             for topic in topics:
                 if self._home.get(topic) is not shard:
                     continue
-                target = self._shard_for(topic)
-                if target is shard:
+                try:
+                    target = self._shard_for(topic)
+                except redis.exceptions.RedisClusterException:
+                    target = shard       # a slot without a master yet
+                if target is shard and not connected:
                     continue
                 shard.topics.discard(topic)
                 shard.replay.discard(topic)
@@ -487,17 +501,19 @@ class RedisBus:
                     return
             pubsub = shard.client.pubsub()
             try:
+                # Connected outside the lock: a master that does not answer must not
+                # hold up every other shard's subscribes. The control channel keeps
+                # the connection in its subscribed state while it has no topic.
+                pubsub.subscribe(control)
                 with self._write:
                     # Every topic waits for its subscription again and is replayed once
                     # subscribed, and nothing of what happened while disconnected is
-                    # known: ask Redis anew. The control channel keeps the connection
-                    # in its subscribed state while it has no topic.
+                    # known: ask Redis anew.
                     for topic in shard.topics:
                         if self._wanted.get(topic, _MISSING) is None:
                             self._wanted[topic] = threading.Event()
                         self._newest.pop(topic, None)
                     shard.replay = set(shard.topics)
-                    pubsub.subscribe(control)
                     shard.pubsub = pubsub
                     if shard.topics:
                         shard.send("SSUBSCRIBE", [self._channel(t) for t in shard.topics])
@@ -508,8 +524,9 @@ class RedisBus:
                     # Take whatever else already arrived, without waiting, and
                     # hand it to the hub at once (one write per socket per batch).
                     batch: list[Event] = []
+                    lost: list[str] = []
                     while message is not None:
-                        ev = self._on_message(shard, message)
+                        ev = self._on_message(shard, message, lost)
                         if ev is not None:
                             batch.append(ev)
                         if len(batch) >= _BATCH:
@@ -517,6 +534,8 @@ class RedisBus:
                         message = pubsub.get_message(timeout=0.0)
                     if batch:
                         self._deliver_many(batch)
+                    if lost:
+                        self._move(lost, shard, connected=True)
                     if self._closed:
                         return
             except Exception:  # noqa: BLE001 - the listener must outlive any failure
@@ -556,9 +575,14 @@ class RedisBus:
             else:
                 start = max(0, self._listened_ms.get(topic, 0) - _LISTEN_MARGIN_MS)
                 self._replay_topic(topic, (start, 0), None)
-        if ready is not None:
-            self._wanted[topic] = None
-            ready.set()
+        if ready is None:
+            return
+        with self._write:
+            # Still the same wish, still here: the replay may have taken long enough for
+            # the topic to be let go (or wanted anew, with another subscribe on its way).
+            if self._wanted.get(topic) is ready and self._home.get(topic) is shard:
+                self._wanted[topic] = None
+        ready.set()
 
     def _replay_topic(self, topic: str, after: tuple[int, int], since: str | None) -> None:
         """Deliver what `topic`'s stream holds after `after`. When it no longer holds
@@ -585,8 +609,9 @@ class RedisBus:
             assert last.key is not None   # read from the stream: every event has an id
             after, since = last.key, last.id
 
-    def _on_message(self, shard: _Shard, message: dict) -> Event | None:
-        """A live event from a pub/sub message; None for anything else."""
+    def _on_message(self, shard: _Shard, message: dict, lost: list[str]) -> Event | None:
+        """A live event from a pub/sub message; None for anything else. A topic the master
+        stopped delivering (its slot moved) goes in `lost`."""
         kind = _text(message["type"])
         channel = _text(message["channel"])
         if not channel.startswith(self.prefix + "t:"):
@@ -600,7 +625,7 @@ class RedisBus:
                 self._subscribed(shard, topic)
         elif kind == "sunsubscribe" and self._home.get(topic) is shard and topic in self._wanted:
             # Not asked for: the cluster moved the topic's slot to another master.
-            self._move([topic], shard)
+            lost.append(topic)
         return None
 
     def _deliver_many(self, events: list[Event]) -> None:
