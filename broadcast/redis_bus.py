@@ -427,6 +427,8 @@ class RedisBus:
                     return
                 log.exception("redis listener %s failed; reconnecting in %.1fs", shard.name, backoff)
                 with self._write:
+                    # Now, not only in `finally`: the map refresh below may take seconds,
+                    # and meanwhile a subscribe must not write to the broken connection.
                     shard.pubsub = None
                 try:
                     self._move(list(shard.topics), shard)

@@ -30,7 +30,7 @@ from settings import ROOT, Settings
 URGENCY = {"low": "low", "normal": "normal", "high": "high"}
 _keys_lock = threading.Lock()
 # A VAPID token lives 12 hours (RFC 8292 allows 24) and is used for 11: one signature per
-# push service an hour, not one per push.
+# push service every 11 hours, not one per push.
 VAPID_LIFETIME, VAPID_REUSE = 12 * 3600, 11 * 3600
 
 
@@ -99,7 +99,8 @@ class _Http:
     variables are read once (NO_PROXY is not applied: push services are public hosts)."""
 
     def __init__(self) -> None:
-        proxy = getproxies().get("https") or getproxies().get("http")
+        proxies = getproxies()
+        proxy = proxies.get("https") or proxies.get("http")
         self.pool = (urllib3.ProxyManager(proxy, maxsize=8) if proxy else urllib3.PoolManager(maxsize=8))
 
     def post(self, url: str, data: bytes | None = None, headers: dict[str, str] | None = None,
