@@ -174,6 +174,9 @@ def _responses(view: Callable, components: dict, owners: dict, *, authenticated:
     if has_path:
         responses.setdefault("404", {"description": "nothing of that id (or not yours)", **_ERROR})
     responses.setdefault("413", {"description": "a body over 1 MiB", **_ERROR})
+    # gunicorn's own refusal (api/edges.py makes it JSON), whatever the parameters declare:
+    # a query string can be made long with repeated or undeclared parameters.
+    responses.setdefault("414", {"description": "a request line over 4094 bytes", **_ERROR})
     responses.setdefault("429", {"description": "rate limited", "headers": _RETRY_AFTER, **_ERROR})
     responses.setdefault("503", {"description": "a dependency (database, Redis, broker) is down",
                                  "headers": _RETRY_AFTER, **_ERROR})

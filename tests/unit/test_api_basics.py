@@ -209,7 +209,7 @@ def test_openapi_types_parameters_as_the_server_checks_them(client):
     # Both status bodies are in the document, under their own names.
     schemas = spec["components"]["schemas"]
     assert "AgentStatusIn" in schemas and "OrderStatusIn" in schemas
-    for code in ("400", "401", "403", "404", "413", "429", "503"):
+    for code in ("400", "401", "403", "404", "413", "414", "429", "503"):
         assert code in get_conv["responses"]
     assert {"200", "201"} <= set(spec["paths"]["/api/v1/agents/{aid}"]["put"]["responses"])
 
