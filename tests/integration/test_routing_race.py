@@ -61,6 +61,8 @@ def test_fifty_conversations_routed_at_once_never_exceed_limits(procs, own_db, b
                for n in (1, 2)]
 
     sender = celery_for(env)
+    for worker in workers:
+        worker.wait_consuming(sender)
     for cid in conv_ids:
         sender.send_task("tasks.routing.route_conversation", args=[cid], queue="routing")
 

@@ -107,6 +107,19 @@ class Worker(Proc):
                           "--concurrency", str(concurrency), "--loglevel", "INFO",
                           "-n", f"{name}-{os.getpid()}-{free_port()}@%h", "-E"],
                          env, name, log_dir)
+        self.hostname = self.args[self.args.index("-n") + 1].replace("%h", socket.gethostname())
+
+    def wait_consuming(self, app, timeout: float = 30) -> "Worker":
+        """Until the worker answers for the queues it consumes: tasks sent before that may all
+        go to a worker that was quicker to start."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.popen is not None and self.popen.poll() is not None:
+                raise RuntimeError(f"{self.name} exited:\n{self.tail()}")
+            # each inspect waits up to 1 s for the answer
+            if app.control.inspect(destination=[self.hostname], timeout=1.0).active_queues():
+                return self
+        raise TimeoutError(f"{self.name} not consuming in {timeout}s\n{self.tail()}")
 
 
 def wait_http(url: str, timeout: float, proc: Proc | None = None) -> None:
