@@ -43,14 +43,23 @@ class WsClient:
         self.ws.send(json.dumps(obj))
 
     def recv(self, timeout: float = 10) -> dict:
-        self.ws.settimeout(timeout)
-        try:
-            text = self.ws.recv()
-        except websocket.WebSocketTimeoutException:
-            raise TimeoutError(f"no frame in {timeout:.1f}s; last: {self.frames[-3:]}") from None
-        if not text and not self.ws.connected:   # the server's close frame
-            raise websocket.WebSocketConnectionClosedException("closed by the server")
-        frame = json.loads(text)
+        # Frame by frame, control frames included: websocket-client's recv() answers a ping
+        # and reads on with a fresh socket timeout, so server pings could hold it forever.
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"no frame in {timeout:.1f}s; last: {self.frames[-3:]}")
+            self.ws.settimeout(left)
+            try:
+                opcode, data = self.ws.recv_data(control_frame=True)
+            except websocket.WebSocketTimeoutException:
+                raise TimeoutError(f"no frame in {timeout:.1f}s; last: {self.frames[-3:]}") from None
+            if opcode == websocket.ABNF.OPCODE_CLOSE:
+                raise websocket.WebSocketConnectionClosedException("closed by the server")
+            if opcode in (websocket.ABNF.OPCODE_TEXT, websocket.ABNF.OPCODE_BINARY):
+                break
+        frame = json.loads(data)
         self.frames.append(frame)
         return frame
 
