@@ -103,11 +103,11 @@ class EmbeddedServer(WebServer):
 class Worker(Proc):
     def __init__(self, env: dict[str, str], log_dir: Path, name: str = "worker",
                  queues: str = "routing,notifications,tracking,inventory", concurrency: int = 2) -> None:
+        self.hostname = f"{name}-{os.getpid()}-{free_port()}@{socket.gethostname()}"
         super().__init__([str(BIN / "celery"), "-A", "worker", "worker", "-Q", queues,
                           "--concurrency", str(concurrency), "--loglevel", "INFO",
-                          "-n", f"{name}-{os.getpid()}-{free_port()}@%h", "-E"],
+                          "-n", self.hostname, "-E"],
                          env, name, log_dir)
-        self.hostname = self.args[self.args.index("-n") + 1].replace("%h", socket.gethostname())
 
     def wait_consuming(self, app, timeout: float = 30) -> "Worker":
         """Until the worker answers for the queues it consumes: tasks sent before that may all
