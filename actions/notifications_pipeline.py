@@ -283,11 +283,14 @@ def deliver_many(open_session: OpenSession, settings: Settings, notification_ids
         if not notes:
             return {}
         templates = templates_for(session, {n.type for n in notes})
-        users = {u.id: u for u in session.scalars(select(User).where(User.id.in_({n.user_id for n in notes})))}
+        user_ids = {n.user_id for n in notes}
+        users = {u.id: u for u in session.scalars(select(User).where(User.id.in_(user_ids)))}
         providers = providers_for(channel, settings)
         unconfigured = [p.name for p in providers if not p.configured()]
         ready = [p for p in providers if p.configured()]
-        targets_of: dict[str, list[tuple[Any, Any]]] = {}
+        # One query per provider for the batch's users, not one per user.
+        found = [(p, p.targets(session, user_ids)) for p in ready]
+        targets_of = {uid: [(p, t) for p, by_user in found for t in by_user.get(uid, ())] for uid in user_ids}
         rows: list[dict[str, Any]] = []
         now = utcnow()
         for n in notes:
@@ -304,8 +307,6 @@ def deliver_many(open_session: OpenSession, settings: Settings, notification_ids
                              "error": "expired before delivery"})
                 outcome[n.id] = {"": "expired"}
                 continue
-            if n.user_id not in targets_of:
-                targets_of[n.user_id] = [(p, t) for p in ready for t in p.targets(session, n.user_id)]
             pairs = targets_of[n.user_id]
             if not pairs:
                 why = ("no target registered" if not unconfigured

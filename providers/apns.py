@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Collection
 from pathlib import Path
 
 import httpx
@@ -73,8 +74,8 @@ class ApnsProvider:
         n = self.settings.notifications
         return bool(n.apns_key_file and n.apns_key_id and n.apns_team_id and n.apns_topic)
 
-    def targets(self, session: Session, user_id: str) -> list[Target]:
-        return device_targets(session, user_id, "apns") if self.configured() else []
+    def targets(self, session: Session, user_ids: Collection[str]) -> dict[str, list[Target]]:
+        return device_targets(session, user_ids, "apns") if self.configured() else {}
 
     def payload(self, content: Content) -> dict:
         aps: dict = {"alert": {"title": content.title, "body": content.body}}

@@ -8,6 +8,7 @@ target its service reported gone (`forget`). Errors say what to do next:
 """
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -73,8 +74,9 @@ class Provider(Protocol):
     def configured(self) -> bool:
         """False when settings lack what the provider needs (the row fails with why)."""
 
-    def targets(self, session: Session, user_id: str) -> list[Target]:
-        """This user's targets on this provider, in a stable order."""
+    def targets(self, session: Session, user_ids: Collection[str]) -> dict[str, list[Target]]:
+        """Each of these users' targets on this provider, in a stable order; a user with none
+        may be left out. One query for them all: a batch has a hundred users."""
 
     def send(self, target: Target, content: Content) -> str | None:
         """Send once; return the provider's message id. Raises a DeliveryError."""
@@ -83,21 +85,23 @@ class Provider(Protocol):
         """Remove a target the provider reported gone."""
 
 
-def contact_of(session: Session, user_id: str) -> tuple[str | None, str | None]:
-    """(email, phone): the store's customer record first, then the user row."""
-    customer = session.get(Customer, user_id)
-    user = session.get(User, user_id)
-    email = (customer.email if customer else None) or (user.email if user else None)
-    phone = (customer.phone if customer else None) or (user.phone if user else None)
-    return email, phone
+def contacts_of(session: Session, user_ids: Collection[str]) -> dict[str, tuple[str | None, str | None]]:
+    """Each user's (email, phone): the store's customer record first, then the user row."""
+    rows = session.execute(
+        select(User.id, Customer.email, User.email, Customer.phone, User.phone)
+        .outerjoin(Customer, Customer.user_id == User.id).where(User.id.in_(list(user_ids))))
+    return {uid: (c_email or u_email, c_phone or u_phone) for uid, c_email, u_email, c_phone, u_phone in rows}
 
 
-def device_targets(session: Session, user_id: str, provider: str) -> list[Target]:
-    """A user's app devices registered with `provider` (fcm, apns), as targets keyed by it."""
-    devices = session.scalars(select(DeviceToken).where(DeviceToken.user_id == user_id,
-                                                        DeviceToken.provider == provider)
-                              .order_by(DeviceToken.token)).all()
-    return [Target(f"{provider}:{d.token[:1000]}", d.token, {"platform": d.platform}) for d in devices]
+def device_targets(session: Session, user_ids: Collection[str], provider: str) -> dict[str, list[Target]]:
+    """The users' app devices registered with `provider` (fcm, apns), as targets keyed by it."""
+    found: dict[str, list[Target]] = {}
+    for d in session.execute(select(DeviceToken.user_id, DeviceToken.token, DeviceToken.platform).where(
+            DeviceToken.user_id.in_(list(user_ids)), DeviceToken.provider == provider)
+            .order_by(DeviceToken.user_id, DeviceToken.token)):
+        found.setdefault(d.user_id, []).append(Target(f"{provider}:{d.token[:1000]}", d.token,
+                                                      {"platform": d.platform}))
+    return found
 
 
 def forget_device(session: Session, provider: str, token: str) -> None:

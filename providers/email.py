@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import smtplib
+from collections.abc import Collection
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 
 from sqlalchemy.orm import Session
 
-from providers.base import Content, Permanent, Target, Transient, contact_of
+from providers.base import Content, Permanent, Target, Transient, contacts_of
 from settings import Settings
 
 PRIORITY_HEADERS = {"high": ("1", "urgent"), "normal": ("3", "normal"), "low": ("5", "non-urgent")}
@@ -23,9 +24,9 @@ class EmailProvider:
     def configured(self) -> bool:
         return bool(self.settings.notifications.smtp_host)
 
-    def targets(self, session: Session, user_id: str) -> list[Target]:
-        email, _ = contact_of(session, user_id)
-        return [Target(email, email)] if email else []
+    def targets(self, session: Session, user_ids: Collection[str]) -> dict[str, list[Target]]:
+        return {uid: [Target(email, email)] for uid, (email, _) in contacts_of(session, user_ids).items()
+                if email}
 
     def build(self, target: Target, content: Content) -> EmailMessage:
         msg = EmailMessage()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Collection
 from datetime import timedelta
 
 import firebase_admin
@@ -53,8 +54,8 @@ class FcmProvider:
     def configured(self) -> bool:
         return bool(self.settings.notifications.fcm_credentials_file)
 
-    def targets(self, session: Session, user_id: str) -> list[Target]:
-        return device_targets(session, user_id, "fcm") if self.configured() else []
+    def targets(self, session: Session, user_ids: Collection[str]) -> dict[str, list[Target]]:
+        return device_targets(session, user_ids, "fcm") if self.configured() else {}
 
     def message(self, target: Target, content: Content) -> messaging.Message:
         ttl = max(0, content.ttl)

@@ -6,10 +6,12 @@ Body, basic auth sid:token; 201 with {"sid": ...}; errors {"code", "message",
 """
 from __future__ import annotations
 
+from collections.abc import Collection
+
 import requests
 from sqlalchemy.orm import Session
 
-from providers.base import Content, Permanent, Target, Transient, contact_of
+from providers.base import Content, Permanent, Target, Transient, contacts_of
 from settings import Settings
 
 # Twilio error codes that mean "this number will never work".
@@ -28,9 +30,9 @@ class SmsProvider:
         s = self.settings.notifications
         return bool(s.sms_base_url and s.sms_account_sid and s.sms_auth_token and s.sms_from)
 
-    def targets(self, session: Session, user_id: str) -> list[Target]:
-        _, phone = contact_of(session, user_id)
-        return [Target(phone, phone)] if phone else []
+    def targets(self, session: Session, user_ids: Collection[str]) -> dict[str, list[Target]]:
+        return {uid: [Target(phone, phone)] for uid, (_, phone) in contacts_of(session, user_ids).items()
+                if phone}
 
     def send(self, target: Target, content: Content) -> str | None:
         s = self.settings.notifications

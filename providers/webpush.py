@@ -11,8 +11,9 @@ import json
 import os
 import threading
 import time
-from urllib.parse import urlsplit
+from collections.abc import Collection
 from typing import Any
+from urllib.parse import urlsplit
 from urllib.request import getproxies
 
 import urllib3
@@ -125,11 +126,14 @@ class WebPushProvider:
             self._vapid = load_vapid(self.settings)
         return self._vapid is not None
 
-    def targets(self, session: Session, user_id: str) -> list[Target]:
-        subs = session.scalars(select(WebPushSubscription).where(
-            WebPushSubscription.user_id == user_id).order_by(WebPushSubscription.endpoint_hash)).all()
-        return [Target("webpush:" + s.endpoint_hash, s.endpoint,
-                       {"keys": {"p256dh": s.p256dh, "auth": s.auth}}) for s in subs]
+    def targets(self, session: Session, user_ids: Collection[str]) -> dict[str, list[Target]]:
+        s = WebPushSubscription
+        found: dict[str, list[Target]] = {}
+        for row in session.execute(select(s.user_id, s.endpoint_hash, s.endpoint, s.p256dh, s.auth).where(
+                s.user_id.in_(list(user_ids))).order_by(s.user_id, s.endpoint_hash)):
+            found.setdefault(row.user_id, []).append(Target(
+                "webpush:" + row.endpoint_hash, row.endpoint, {"keys": {"p256dh": row.p256dh, "auth": row.auth}}))
+        return found
 
     def payload(self, content: Content) -> bytes:
         return json.dumps({

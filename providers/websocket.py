@@ -6,6 +6,8 @@ the delivery does not show the notification twice.
 """
 from __future__ import annotations
 
+from collections.abc import Collection
+
 from sqlalchemy.orm import Session
 
 import broadcast
@@ -27,8 +29,8 @@ class WebSocketProvider:
     def configured(self) -> bool:
         return True
 
-    def targets(self, session: Session, user_id: str) -> list[Target]:
-        return [Target("")]
+    def targets(self, session: Session, user_ids: Collection[str]) -> dict[str, list[Target]]:
+        return {uid: [Target("")] for uid in user_ids}
 
     def send(self, target: Target, content: Content) -> str | None:
         return broadcast.publish(f"user:{content.user_id}", "notification", content.item,

@@ -5,7 +5,8 @@ from datetime import timedelta
 
 from actions import notifications_pipeline as pipeline
 from broadcast.events import BEFORE_FIRST
-from models import Notification, NotificationDelivery, utcnow
+from models import Customer, DeviceToken, Notification, NotificationDelivery, User, utcnow
+from providers.base import contacts_of, device_targets
 from tests.support.clients import auth
 
 
@@ -279,3 +280,20 @@ def test_a_vapid_token_is_signed_once_per_push_service_and_renewed_before_it_exp
     clock[0] += 2    # an hour before the token would expire: a new one
     renewed = provider._authorization("https://push.example")
     assert renewed != first and claims(renewed)["exp"] == int(clock[0]) + 12 * 3600
+
+
+def test_targets_of_a_batch_of_users_come_in_one_call_with_the_customer_record_first(services):
+    with services.session() as s:
+        s.add_all([User(id="c1", role="customer", email="user@x.test", phone="+1"),
+                   User(id="c2", role="customer", email="plain@x.test"),
+                   User(id="c3", role="customer")])
+        s.flush()
+        s.add_all([Customer(user_id="c1", email="shop@x.test"), Customer(user_id="c3", phone="+3"),
+                   DeviceToken(user_id="c1", provider="fcm", token="t-b", platform="android"),
+                   DeviceToken(user_id="c1", provider="fcm", token="t-a", platform="android"),
+                   DeviceToken(user_id="c2", provider="apns", token="t-c", platform="ios")])
+    with services.session() as s:
+        assert contacts_of(s, ["c1", "c2", "c3", "nobody"]) == {
+            "c1": ("shop@x.test", "+1"), "c2": ("plain@x.test", None), "c3": (None, "+3")}
+        fcm = device_targets(s, {"c1", "c2"}, "fcm")
+        assert list(fcm) == ["c1"] and [t.key for t in fcm["c1"]] == ["fcm:t-a", "fcm:t-b"]
