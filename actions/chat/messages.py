@@ -70,7 +70,8 @@ def validate_content(message_type: str, content: Any) -> dict[str, Any]:
     metadata = content.get("metadata") or {}
     if not isinstance(metadata, dict):
         raise ChatError(400, "invalid_content", "content.metadata must be an object")
-    if message_type in ("text", "quick_reply") and not (text or "").strip():
+    # U+FEFF is blank too, as ECMA's \s (the schema's clients) and the first message's pattern say.
+    if message_type in ("text", "quick_reply") and not (text or "").replace("\ufeff", "").strip():
         raise ChatError(400, "empty_message", "a text message needs content.text")
     if message_type in ("image", "file") and not attachments:
         raise ChatError(400, "missing_attachment", f"an {message_type} message needs attachments")

@@ -247,11 +247,15 @@ def test_bodies_are_validated_strictly(client):
 
 
 @pytest.mark.parametrize("blank", [" \t", "\ufeff", "\x1c\x1f", "\x85", "\u3000\u2028"])
-def test_a_first_message_of_white_space_alone_is_400_and_opens_nothing(client, blank):
+def test_a_message_of_white_space_alone_is_400_first_or_later(client, blank):
     # Each is white space to one reading of `\s` at least (ECMA's, pydantic's or str.strip()'s),
     # so the schema refuses it as the server does, and a client of the schema can tell.
     me = bearer("blank-cust", "customer")
     assert_error(client.post("/api/v1/conversations", json={"text": blank}, headers=me),
                  400, "validation_error")
     assert client.get("/api/v1/conversations", headers=me).get_json()["conversations"] == []
-    assert client.post("/api/v1/conversations", json={"text": blank + "hi"}, headers=me).status_code == 201
+    opened = client.post("/api/v1/conversations", json={"text": blank + "hi"}, headers=me)
+    assert opened.status_code == 201
+    # and a later message of it alone is refused the same way, by the domain
+    assert_error(client.post(f"/api/v1/conversations/{opened.get_json()['id']}/messages",
+                             json={"content": {"text": blank}}, headers=me), 400, "empty_message")
