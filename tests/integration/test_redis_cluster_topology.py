@@ -15,6 +15,7 @@ processes follow them.
 """
 from __future__ import annotations
 
+import socket
 import threading
 import time
 import uuid
@@ -25,6 +26,7 @@ import requests
 import websocket
 
 from broadcast.events import BEFORE_FIRST, cursor_key
+from tests.support import redis_cluster
 from tests.support.clients import WsClient, auth, token
 from tests.support.databases import REDIS_URL
 from tests.support.procs import WebServer
@@ -254,3 +256,23 @@ def test_a_batch_published_on_a_stale_map_of_the_cluster_is_stored_once_in_order
         assert own_cluster.master_of("{" + moving + "}") is target
     finally:
         bus.close()
+
+
+def test_a_node_whose_port_is_taken_before_it_binds_starts_on_other_ports(tmp_path, monkeypatch):
+    """The harness's own race: a port checked free can be taken before redis-server binds it.
+    The node must start again on other ports, not leave the test waiting for a dead process."""
+    squatter = socket.socket()
+    squatter.bind(("127.0.0.1", 0))
+    squatter.listen()
+    taken = squatter.getsockname()[1]
+    fresh = redis_cluster._cluster_port
+    ports = iter([taken])
+    monkeypatch.setattr(redis_cluster, "_cluster_port", lambda: next(ports, None) or fresh())
+    node = redis_cluster._Node(tmp_path)
+    try:
+        assert node.port == taken
+        node.start()
+        assert node.port != taken and node.alive and node.client().ping()
+    finally:
+        node.kill()
+        squatter.close()

@@ -8,6 +8,7 @@ a test can kill a master mid-stream and wait for the failover as an event
 """
 from __future__ import annotations
 
+import random
 import signal
 import socket
 import subprocess
@@ -15,42 +16,90 @@ import time
 from pathlib import Path
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from tests.support.procs import free_port
 
 NODE_TIMEOUT_MS = 1000
 
 
+BUS_OFFSET = 10000
+_handed_out: set[int] = set()
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
 def _cluster_port() -> int:
-    """A free port whose cluster bus port (10,000 above) is free too; Redis needs it <= 55535."""
+    """A port whose cluster bus port (10,000 above) is free too, both below the kernel's
+    ephemeral range where it has room: there no outgoing connection of the busy test run
+    can take either between this check and the node's bind. Never one handed out before
+    in this process, nor another node's bus port."""
+    low = _ephemeral_low()
+    candidates = (lambda: random.randrange(low - 2 * BUS_OFFSET, low - BUS_OFFSET)
+                  ) if low > 2 * BUS_OFFSET + 1024 else free_port
     while True:
-        port = free_port()
-        if port > 55535:
+        port = candidates()
+        if port + BUS_OFFSET > 65535 or {port, port + BUS_OFFSET} & _handed_out:
             continue
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port + 10000))
-            except OSError:
-                continue
-        return port
+        if _bindable(port) and _bindable(port + BUS_OFFSET):
+            _handed_out.update((port, port + BUS_OFFSET))
+            return port
 
 
 class _Node:
     def __init__(self, root: Path) -> None:
+        self.root = root
         self.port = _cluster_port()
         self.dir = root / str(self.port)
         self.popen: subprocess.Popen | None = None
 
-    def start(self) -> None:
-        self.dir.mkdir(parents=True, exist_ok=True)
-        args = ["redis-server", "--bind", "127.0.0.1", "--port", str(self.port), "--save", "",
-                "--appendonly", "no", "--dir", str(self.dir), "--logfile", str(self.dir / "redis.log"),
-                "--cluster-enabled", "yes", "--cluster-config-file", str(self.dir / "nodes.conf"),
-                "--cluster-node-timeout", str(NODE_TIMEOUT_MS)]
-        self.popen = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    def start(self, attempts: int = 5) -> None:
+        """Start the node and wait for its answer. A port can still be taken between the
+        check and the bind; the node then exits at once and starts again on other ports."""
+        for _ in range(attempts):
+            self.dir = self.root / str(self.port)
+            self.dir.mkdir(parents=True, exist_ok=True)
+            args = ["redis-server", "--bind", "127.0.0.1", "--port", str(self.port), "--save", "",
+                    "--appendonly", "no", "--dir", str(self.dir),
+                    "--logfile", str(self.dir / "redis.log"),
+                    "--cluster-enabled", "yes", "--cluster-config-file", str(self.dir / "nodes.conf"),
+                    "--cluster-node-timeout", str(NODE_TIMEOUT_MS),
+                    "--cluster-port", str(self.port + BUS_OFFSET)]
+            self.popen = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            _wait(lambda: not self.alive or self._answers(), 10, f"node {self.port} up")
+            if self.alive:
+                return
+            self.port = _cluster_port()
+        raise RuntimeError(f"redis cluster: no node started in {attempts} attempts; "
+                           f"last log: {self.dir / 'redis.log'}")
 
     def client(self) -> redis.Redis:
         return redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=2)
+
+    def _answers(self) -> bool:
+        """One short PING, no retries: whoever holds a taken port may accept and never
+        answer, and the client's own retries would outlast the wait for the node's exit."""
+        probe = redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=0.5,
+                            socket_connect_timeout=0.5, retry=Retry(NoBackoff(), 0))
+        try:
+            return bool(probe.ping())
+        finally:
+            probe.close()
 
     @property
     def alive(self) -> bool:
@@ -89,8 +138,6 @@ class RedisCluster:
     def start(self) -> RedisCluster:
         for node in self.nodes:
             node.start()
-        for node in self.nodes:
-            _wait(lambda n=node: n.client().ping(), 10, f"node {node.port} up")
         subprocess.run(["redis-cli", "--cluster", "create",
                         *(f"127.0.0.1:{n.port}" for n in self.nodes),
                         "--cluster-replicas", "1", "--cluster-yes"],
