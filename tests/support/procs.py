@@ -7,6 +7,7 @@ os.environ) and stopped by its own pid. Readiness is awaited as an event
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -22,10 +23,47 @@ ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 
 
-def free_port() -> int:
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
+EPHEMERAL_LOW = _ephemeral_range()[0]
+_handed_out: set[int] = set()
+
+
+def bindable(port: int) -> bool:
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port(room: int = 0) -> int:
+    """A port for a server a test starts, free now and never handed out before in this run.
+    Drawn from the 10,000 ports below the kernel's ephemeral range (and below `room` more):
+    a port from that range could go to any outgoing connection of the busy test run before
+    the server binds it. `room`: the port that far above must be free too (a Redis Cluster
+    node's bus port)."""
+    low = EPHEMERAL_LOW - room - 10000
+    while True:
+        if low >= 10000:
+            port = random.randrange(low, low + 10000)
+        else:   # no room below the range on this machine: take what the kernel gives
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", 0))
+                port = s.getsockname()[1]
+        wanted = {port, port + room}
+        if max(wanted) > 65535 or wanted & _handed_out:
+            continue
+        if all(bindable(p) for p in wanted):
+            _handed_out.update(wanted)
+            return port
 
 
 class Proc:

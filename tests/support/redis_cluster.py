@@ -8,9 +8,7 @@ a test can kill a master mid-stream and wait for the failover as an event
 """
 from __future__ import annotations
 
-import random
 import signal
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -25,40 +23,11 @@ NODE_TIMEOUT_MS = 1000
 
 
 BUS_OFFSET = 10000
-_handed_out: set[int] = set()
-
-
-def _ephemeral_low() -> int:
-    try:
-        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return 32768
-
-
-def _bindable(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
 
 
 def _cluster_port() -> int:
-    """A port whose cluster bus port (10,000 above) is free too, both below the kernel's
-    ephemeral range where it has room: there no outgoing connection of the busy test run
-    can take either between this check and the node's bind. Never one handed out before
-    in this process, nor another node's bus port."""
-    low = _ephemeral_low()
-    candidates = (lambda: random.randrange(low - 2 * BUS_OFFSET, low - BUS_OFFSET)
-                  ) if low > 2 * BUS_OFFSET + 1024 else free_port
-    while True:
-        port = candidates()
-        if port + BUS_OFFSET > 65535 or {port, port + BUS_OFFSET} & _handed_out:
-            continue
-        if _bindable(port) and _bindable(port + BUS_OFFSET):
-            _handed_out.update((port, port + BUS_OFFSET))
-            return port
+    """A port whose cluster bus port (10,000 above) is free too."""
+    return free_port(room=BUS_OFFSET)
 
 
 class _Node:
