@@ -54,7 +54,7 @@ class Ticker:
 
 def test_a_websocket_is_closed_with_4001_at_exp_and_gets_nothing_after(server):
     topic = f"product:{uuid.uuid4().hex[:8]}"
-    tok = token("expiring", ttl=3)
+    tok = token("expiring", ttl=5)
     ws = WsClient(server.url, tok)
     ws.subscribe(topic)
     ticker = Ticker(server, topic)
@@ -82,7 +82,7 @@ def _close_code(tok: str, server) -> tuple[int, float]:
 
 
 def test_the_close_code_is_4001_token_expired(server):
-    tok = token("expiring-2", ttl=2)
+    tok = token("expiring-2", ttl=5)
     code, when = _close_code(tok, server)
     assert code == 4001
     assert exp_of(tok) <= when < exp_of(tok) + 2
@@ -90,7 +90,7 @@ def test_the_close_code_is_4001_token_expired(server):
 
 def test_refresh_extends_a_websocket_in_place(server):
     topic = f"product:{uuid.uuid4().hex[:8]}"
-    short = token("refresher", ttl=2)
+    short = token("refresher", ttl=5)
     ws = WsClient(server.url, short)
     ws.subscribe(topic)
     longer = token("refresher", ttl=600)
@@ -123,7 +123,7 @@ def test_a_refresh_for_another_user_role_or_a_bad_token_is_refused(server, other
 
 def test_an_sse_stream_ends_at_exp(server):
     topic = f"product:{uuid.uuid4().hex[:8]}"
-    tok = token("sse-expiring", ttl=3)
+    tok = token("sse-expiring", ttl=5)
     sse = SseClient(server.url, tok, [topic])
     ticker = Ticker(server, topic)
     ticks = []
@@ -142,7 +142,7 @@ def test_an_sse_stream_ends_at_exp(server):
 
 def test_a_long_poll_ends_at_exp(server):
     topic = f"product:{uuid.uuid4().hex[:8]}"
-    tok = token("poll-expiring", ttl=2)
+    tok = token("poll-expiring", ttl=5)
     first = requests.get(f"{server.url}/poll", params={"topics": topic, "token": tok}, timeout=10).json()
     started = time.time()
     body = requests.get(f"{server.url}/poll", params={"topics": topic, "cursor": first["cursor"],
