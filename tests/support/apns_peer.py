@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import threading
 import time
 
@@ -96,7 +97,16 @@ class ApnsPeer(_Recorder):
         self._thread = threading.Thread(target=run, daemon=True)
         self._thread.start()
         ready.wait(10)
-        return self
+        # The loop runs before hypercorn has bound: wait for the port itself.
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return self
+            except OSError:
+                if not self._thread.is_alive() or time.monotonic() > deadline:
+                    raise RuntimeError(f"the APNs peer did not listen on {self.port}") from None
+                time.sleep(0.05)  # waiting for a port to open: there is no event to block on
 
     def stop(self) -> None:
         if self._loop is not None and self._stop is not None:
