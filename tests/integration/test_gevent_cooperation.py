@@ -24,7 +24,7 @@ def test_a_slow_query_does_not_stall_other_greenlets(pg_url):
         t = gevent.spawn(ticker)
         def slow():
             with engine.connect() as conn:
-                conn.execute(text("SELECT pg_sleep(1.0)"))
+                conn.execute(text("SELECT pg_sleep(2.0)"))
         start = time.monotonic()
         gevent.spawn(slow).join()
         during = [x for x in ticks if x > start]
@@ -33,4 +33,4 @@ def test_a_slow_query_does_not_stall_other_greenlets(pg_url):
     out = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True,
                          text=True, timeout=60)
     assert out.returncode == 0, out.stderr
-    assert int(out.stdout.strip().splitlines()[-1]) >= 10  # the ticker ran through the query
+    assert int(out.stdout.strip().splitlines()[-1]) >= 10  # the ticker ran through the query (40 ticks on a quiet box, 0-1 if it blocked)
