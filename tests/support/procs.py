@@ -23,19 +23,18 @@ ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 
 
-def _ephemeral_range() -> tuple[int, int]:
+def _ephemeral_low() -> int:
     try:
-        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
-        return int(low), int(high)
-    except (OSError, ValueError):
-        return 32768, 60999
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
 
 
-EPHEMERAL_LOW = _ephemeral_range()[0]
+EPHEMERAL_LOW = _ephemeral_low()
 _handed_out: set[int] = set()
 
 
-def bindable(port: int) -> bool:
+def _bindable(port: int) -> bool:
     with socket.socket() as s:
         try:
             s.bind(("127.0.0.1", port))
@@ -61,7 +60,7 @@ def free_port(room: int = 0) -> int:
         wanted = {port, port + room}
         if max(wanted) > 65535 or wanted & _handed_out:
             continue
-        if all(bindable(p) for p in wanted):
+        if all(_bindable(p) for p in wanted):
             _handed_out.update(wanted)
             return port
 

@@ -20,8 +20,6 @@ from redis.retry import Retry
 from tests.support.procs import free_port
 
 NODE_TIMEOUT_MS = 1000
-
-
 BUS_OFFSET = 10000
 
 
