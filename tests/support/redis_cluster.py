@@ -32,14 +32,16 @@ class _Node:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.port = _cluster_port()
-        self.dir = root / str(self.port)
         self.popen: subprocess.Popen | None = None
+
+    @property
+    def dir(self) -> Path:
+        return self.root / str(self.port)
 
     def start(self, attempts: int = 5) -> None:
         """Start the node and wait for its answer. A port can still be taken between the
         check and the bind; the node then exits at once and starts again on other ports."""
         for _ in range(attempts):
-            self.dir = self.root / str(self.port)
             self.dir.mkdir(parents=True, exist_ok=True)
             args = ["redis-server", "--bind", "127.0.0.1", "--port", str(self.port), "--save", "",
                     "--appendonly", "no", "--dir", str(self.dir),
@@ -51,9 +53,10 @@ class _Node:
             _wait(lambda: not self.alive or self._answers(), 10, f"node {self.port} up")
             if self.alive:
                 return
+            failed_log = self.dir / "redis.log"
             self.port = _cluster_port()
         raise RuntimeError(f"redis cluster: no node started in {attempts} attempts; "
-                           f"last log: {self.dir / 'redis.log'}")
+                           f"last log: {failed_log}")
 
     def client(self) -> redis.Redis:
         return redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=2)
